@@ -1,0 +1,76 @@
+"""Reading and writing checkpoints: atomic writes, clear errors for damaged files."""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from ros2_ttvos.model import TTVOS, TTVOSConfig
+
+FORMAT = "ros2_ttvos/1"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ttvos_lite0.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated, corrupt or not ours."""
+
+
+def save_atomic(payload: Dict[str, Any], path: Union[str, Path]) -> None:
+    """Write ``payload`` with torch.save to a temporary file beside ``path``, then rename.
+
+    A crash or a full disk leaves the previous file untouched; the error propagates (OSError).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Union[str, Path]) -> Dict[str, Any]:
+    """Load a checkpoint dict; raise CheckpointError saying what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged archives
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
+        raise CheckpointError(f"{path} is not a ros2_ttvos checkpoint (expected format {FORMAT!r})")
+    return payload
+
+
+def model_payload(model: TTVOS, half: bool = False, **extra: Any) -> Dict[str, Any]:
+    """The dict to save for ``model`` (optionally with float16 weights), plus ``extra`` entries."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "config": model.config.to_dict(), "model": state, **extra}
+
+
+def build_model(payload: Optional[Dict[str, Any]] = None) -> TTVOS:
+    """A TTVOS network from a loaded checkpoint, or with ImageNet backbone and fresh head if None."""
+    if payload is None:
+        return TTVOS(TTVOSConfig(), pretrained_backbone=True)
+    try:
+        config = TTVOSConfig(**payload.get("config", {}))
+    except TypeError as error:
+        raise CheckpointError(f"checkpoint configuration does not match this version: {error}") from error
+    model = TTVOS(config, pretrained_backbone=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint weights do not fit the network: {error}") from error
+    return model

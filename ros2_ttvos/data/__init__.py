@@ -1,0 +1,1 @@
+"""Data sets: the DAVIS reader and the training clip samplers."""

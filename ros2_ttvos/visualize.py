@@ -1,0 +1,65 @@
+"""Overlays of label masks on frames, and overlay videos."""
+
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import cv2
+import numpy as np
+
+from ros2_ttvos.data.davis import davis_palette
+
+_PALETTE = davis_palette()
+
+
+def overlay(
+    image: np.ndarray, labels: np.ndarray, confidences: Optional[Dict[int, float]] = None
+) -> np.ndarray:
+    """RGB frame with each object's pixels tinted in its DAVIS palette colour and outlined.
+
+    Confidences, when given, are written next to each object's box.
+    """
+    out = image.copy()
+    colours = _PALETTE[labels]
+    objects = labels > 0
+    out[objects] = (0.45 * image[objects] + 0.55 * colours[objects]).astype(np.uint8)
+    for object_id in np.unique(labels):
+        if object_id == 0:
+            continue
+        mask = (labels == object_id).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        colour = tuple(int(c) for c in _PALETTE[object_id])
+        cv2.drawContours(out, contours, -1, colour, 2)
+        if confidences and int(object_id) in confidences:
+            x, y, _, _ = cv2.boundingRect(mask)
+            text = f"{int(object_id)}: {confidences[int(object_id)]:.2f}"
+            cv2.putText(out, text, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2)
+    return out
+
+
+class VideoWriter:
+    """MP4 writer for RGB frames (size taken from the first frame)."""
+
+    def __init__(self, path: Union[str, Path], fps: float = 15.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = fps
+        self._writer: Optional[cv2.VideoWriter] = None
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._writer is None:
+            size = (rgb.shape[1], rgb.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+            if not self._writer.isOpened():
+                raise OSError(f"cannot open video writer for {self.path}")
+        self._writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,59 @@
+"""DAVIS reading (2016 binary, 2017 palette) and the evaluation loop's handling of late objects."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ros2_ttvos.data.davis import Davis, read_mask, write_mask
+from ros2_ttvos.evaluate import track_sequence
+from ros2_ttvos.tracker import Tracker
+
+SHARED_DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "DAVIS"
+
+
+def test_davis16_val_as_shipped():
+    davis = Davis(SHARED_DAVIS, 2016, "val", "480p")
+    assert len(davis) == 20
+    sequence = davis.sequence("blackswan")
+    assert len(sequence) == 50
+    image, mask = sequence.image(0), sequence.mask(0)
+    assert image.shape == (480, 854, 3) and image.dtype == np.uint8
+    assert mask.shape == (480, 854) and set(np.unique(mask)) == {0, 1}
+
+
+def make_davis17(root: Path, frames: np.ndarray) -> None:
+    """A two-object palette sequence in which object 2 first appears on frame 2."""
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("toy\n")
+    for index, frame in enumerate(frames):
+        image_dir = root / "JPEGImages" / "240p" / "toy"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frame).save(image_dir / f"{index:05d}.jpg")
+        labels = np.zeros(frame.shape[:2], np.uint8)
+        labels[20:60, 20:80] = 1
+        if index >= 2:
+            labels[100:150, 150:220] = 2
+        write_mask(root / "Annotations" / "240p" / "toy" / f"{index:05d}.png", labels)
+
+
+def test_davis17_palette_masks_and_late_objects(tmp_path, clip, network):
+    frames = clip[0][:5, ::2, ::2].copy()
+    make_davis17(tmp_path, frames)
+    davis = Davis(tmp_path, 2017, "val", "240p")
+    sequence = davis.sequence("toy")
+    assert set(np.unique(sequence.mask(0))) == {0, 1}
+    assert set(np.unique(sequence.mask(3))) == {0, 1, 2}
+    run = track_sequence(Tracker(network, device="cpu", internal_size=96), sequence)
+    assert run.object_ids == [1, 2]
+    assert run.labels.shape == (5, 240, 427)
+    np.testing.assert_array_equal(run.labels[2][run.truth[2] == 2], 2)  # given on its first frame
+    assert run.tracked_frames == 4
+
+
+def test_binary_masks_from_la_and_soft_pngs(tmp_path):
+    values = np.array([[0, 100, 128, 255]], np.uint8)
+    Image.fromarray(values, mode="L").convert("LA").save(tmp_path / "la.png")
+    Image.fromarray(values, mode="L").save(tmp_path / "soft.png")
+    for name in ("la.png", "soft.png"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name, binary=True), [[0, 0, 1, 1]])

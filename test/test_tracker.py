@@ -1,0 +1,168 @@
+"""The streaming Tracker API: outputs, object management, batching, fixed state, bad input."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import two_object_mask
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.tracker import Tracker, soft_aggregate
+
+
+@pytest.fixture()
+def tracker(network):
+    return Tracker(network, device="cpu", internal_size=240)
+
+
+def test_step_outputs_at_input_size(tracker, clip):
+    frames, masks = clip
+    assert tracker.add_objects(frames[0], masks[0]) == [1]
+    for frame in frames[1:4]:
+        result = tracker.step(frame)
+        assert result.labels.shape == frame.shape[:2] and result.labels.dtype == np.uint8
+        assert set(np.unique(result.labels)) <= {0, 1}
+        assert list(result.confidences) == [1] and 0.0 <= result.confidences[1] <= 1.0
+        assert result.foreground.shape == (1, 240, 427) and result.foreground.dtype == np.float32
+
+
+def test_any_input_size_gives_labels_at_that_size(network, clip):
+    frames, masks = clip
+    tracker = Tracker(network, device="cpu", internal_size=96)
+    small = frames[:, ::2, ::3].copy()  # 240 x 285, not a multiple of anything
+    tracker.add_objects(small[0], masks[0, ::2, ::3].copy())
+    assert tracker.step(small[1]).labels.shape == (240, 285)
+
+
+def test_add_replace_remove_reset(tracker, clip):
+    frames, masks = clip
+    two = two_object_mask(masks[0])
+    assert tracker.add_objects(frames[0], two) == [1, 2]
+    tracker.step(frames[1])
+    replacement = np.where(two == 2, 2, 0).astype(np.uint8)
+    assert tracker.add_objects(frames[1], replacement) == [2]
+    assert sorted(tracker.object_ids) == [1, 2]
+    later = np.zeros_like(two)
+    later[:40, :40] = 7
+    tracker.add_objects(frames[2], later)
+    assert sorted(tracker.step(frames[3]).confidences) == [1, 2, 7]
+    tracker.remove_objects([2])
+    assert sorted(tracker.object_ids) == [1, 7]
+    assert set(np.unique(tracker.step(frames[4]).labels)) <= {0, 1, 7}
+    tracker.reset()
+    assert tracker.object_ids == [] and tracker.state_nbytes() == 0
+    empty = tracker.step(frames[5])
+    assert not empty.labels.any() and empty.confidences == {}
+
+
+def test_batched_objects_equal_each_object_alone(network, clip):
+    frames, masks = clip
+    two = two_object_mask(masks[0])
+    together = Tracker(network, device="cpu", internal_size=240)
+    together.add_objects(frames[0], two)
+    alone = []
+    for object_id in (1, 2):
+        single = Tracker(network, device="cpu", internal_size=240)
+        single.add_objects(frames[0], np.where(two == object_id, object_id, 0).astype(np.uint8))
+        alone.append(single)
+    for frame in frames[1:4]:
+        joint = together.step(frame)
+        singles = [t.step(frame) for t in alone]
+        separate = np.concatenate([s.foreground for s in singles])
+        np.testing.assert_allclose(joint.foreground, separate, atol=1e-4)
+        merged = soft_aggregate(torch.from_numpy(separate)).argmax(0).numpy().astype(np.uint8)
+        expected = cv2.resize(merged, frame.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        assert np.mean(joint.labels == expected) > 0.999
+
+
+def test_state_size_is_fixed_over_the_stream(network, clip):
+    frames, masks = clip
+    tracker = Tracker(network, device="cpu", internal_size=64)
+    tracker.add_objects(frames[0], two_object_mask(masks[0]))
+    sizes = {}
+    for index in range(1, 501):
+        tracker.step(frames[index % len(frames)])
+        if index in (10, 500):
+            sizes[index] = (tracker.state_nbytes(), [tuple(t.shape) for t in tracker._state])
+    assert sizes[10] == sizes[500] and sizes[10][0] > 0
+
+
+def test_low_confidence_keeps_the_long_term_template(network, clip):
+    frames, masks = clip
+    tracker = Tracker(network, device="cpu", internal_size=96, confidence_threshold=1.0)
+    tracker.add_objects(frames[0], masks[0])
+    template = tracker._state.lt.clone()
+    tracker.step(frames[1])
+    assert torch.equal(tracker._state.lt, template)
+    tracker.confidence_threshold = 0.0
+    tracker.step(frames[2])
+    assert not torch.equal(tracker._state.lt, template)
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "message"),
+    [
+        (np.zeros((48, 64, 3), np.uint8), np.ones((48, 60), np.uint8), "differs from image size"),
+        (np.zeros((48, 64, 3), np.float32), np.ones((48, 64), np.uint8), "uint8"),
+        (np.zeros((48, 64, 4), np.uint8), np.ones((48, 64), np.uint8), "HxWx3"),
+        (np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8), "no object pixels"),
+        (np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 300, np.int32), "1..255"),
+        (np.zeros((48, 64, 3), np.uint8), np.ones((48, 64), np.float32), "integer label image"),
+    ],
+)
+def test_bad_input_to_add_objects(network, image, mask, message):
+    tracker = Tracker(network, device="cpu", internal_size=64)
+    with pytest.raises(ValueError, match=message):
+        tracker.add_objects(image, mask)
+    assert tracker.object_ids == []
+
+
+def test_bad_input_to_step_and_remove(network, clip):
+    frames, masks = clip
+    tracker = Tracker(network, device="cpu", internal_size=64)
+    tracker.add_objects(frames[0], masks[0])
+    with pytest.raises(ValueError, match="frame size"):
+        tracker.step(frames[1, :200])
+    with pytest.raises(ValueError, match="unknown object ids"):
+        tracker.remove_objects([1, 9])
+    assert tracker.object_ids == [1]
+    with pytest.raises(ValueError, match="uint8"):
+        tracker.step(frames[1].astype(np.int16))
+    with pytest.raises(ValueError, match="unknown device"):
+        Tracker(network, device="tpu")
+    assert tracker.step(frames[1]).labels.shape == frames[1].shape[:2]
+
+
+def test_checkpoint_round_trip_and_corrupt_file(network, clip, tmp_path, caplog):
+    frames, masks = clip
+    path = tmp_path / "weights.pt"
+    checkpoint.save_atomic(checkpoint.model_payload(network, half=True), path)
+    loaded = Tracker.from_pretrained(path, device="cpu", internal_size=96)
+    reference = Tracker(network, device="cpu", internal_size=96)
+    for t in (loaded, reference):
+        t.add_objects(frames[0], masks[0])
+    np.testing.assert_allclose(
+        loaded.step(frames[1]).foreground, reference.step(frames[1]).foreground, atol=2e-2
+    )
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
+        Tracker.from_pretrained(truncated, device="cpu")
+    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+        Tracker.from_pretrained(tmp_path / "missing.pt", device="cpu")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(checkpoint.CheckpointError, match="not a ros2_ttvos checkpoint"):
+        Tracker.from_pretrained(foreign, device="cpu")
+
+
+def test_auto_device_falls_back_to_cpu_with_a_log_line(network, caplog):
+    caplog.set_level(logging.INFO)
+    tracker = Tracker(network, device="auto")
+    if torch.cuda.is_available():
+        assert tracker.device.type == "cuda"
+    else:
+        assert tracker.device.type == "cpu" and "no CUDA device" in caplog.text
