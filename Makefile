@@ -33,8 +33,8 @@ demo: $(STAMP)
 	$(VENV)/bin/ttvos-demo --out out/demo
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check ros2_ttvos test launch
-	$(VENV)/bin/ruff format --check ros2_ttvos test launch
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest -q test

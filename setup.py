@@ -10,7 +10,15 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*.pt", "weights/*.md", "sample_data/*.md", "sample_data/*/*/*/*", "sample_data/ImageSets/*/*"]},
+    package_data={
+        PACKAGE: [
+            "weights/*.pt",
+            "weights/*.md",
+            "sample_data/*.md",
+            "sample_data/*/*/*/*",
+            "sample_data/ImageSets/*/*",
+        ]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -28,6 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ttvos-demo = ros2_ttvos.demo:main",
+            "ttvos-bench = ros2_ttvos.bench:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
             "ttvos-train = ros2_ttvos.train:main",
         ],

@@ -45,9 +45,7 @@ def load(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged archives
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error})"
-        ) from error
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
         raise CheckpointError(f"{path} is not a ros2_ttvos checkpoint (expected format {FORMAT!r})")
     return payload

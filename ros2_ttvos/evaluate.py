@@ -1,14 +1,36 @@
-"""Offline evaluation on DAVIS: run the Tracker over sequences and score them (``ttvos-eval``)."""
+"""Offline evaluation on DAVIS (``ttvos-eval``): run the Tracker over sequences and score them.
 
+    ttvos-eval --davis ../shared/data/DAVIS --year 2016 --split val --resolution 480p --out DIR
+    ttvos-eval --score PRED_DIR --davis ../shared/data/DAVIS --out DIR    # score existing PNGs
+
+Writes ``DIR/<seq>/<frame>.png`` (palette PNGs), ``DIR/per_sequence.csv`` and ``DIR/summary.json``.
+Timing covers image in to labels out (``Tracker.step``); reading frames from disk is reported
+separately as ``io_ms_per_frame``.
+"""
+
+import argparse
+import csv
+import json
+import logging
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
-from typing import Dict, List
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from ros2_ttvos import metrics
-from ros2_ttvos.data.davis import DavisSequence
+from ros2_ttvos import checkpoint, metrics
+from ros2_ttvos.data.davis import Davis, DavisSequence, read_mask, write_mask
 from ros2_ttvos.tracker import Tracker
+
+LOG = logging.getLogger("ttvos-eval")
+CSV_FIELDS = [
+    "sequence", "object", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "frames", "fps",
+]  # fmt: skip
 
 
 @dataclass
@@ -18,9 +40,8 @@ class SequenceRun:
     labels: np.ndarray  # (T, H, W) uint8
     truth: np.ndarray  # (T, H, W) uint8, frames without annotation are all zero
     object_ids: List[int]
-    track_seconds: float  # time inside add_objects/step (image in, labels out)
-    tracked_frames: int  # frames that went through step()
-    io_seconds: float  # reading frames and masks from disk
+    step_seconds: List[float] = field(default_factory=list)  # one per Tracker.step call
+    io_seconds: float = 0.0  # reading frames and masks from disk
 
 
 def track_sequence(tracker: Tracker, sequence: DavisSequence, progress=None) -> SequenceRun:
@@ -30,10 +51,9 @@ def track_sequence(tracker: Tracker, sequence: DavisSequence, progress=None) -> 
     added on the frame they appear in (their given mask is then that frame's output for them).
     """
     tracker.reset()
-    labels, truth = [], []
+    labels, truth, step_seconds = [], [], []
     seen: set = set()
-    track_seconds = io_seconds = 0.0
-    tracked = 0
+    io_seconds = 0.0
     for index in range(len(sequence)):
         start = time.perf_counter()
         image = sequence.image(index)
@@ -41,40 +61,157 @@ def track_sequence(tracker: Tracker, sequence: DavisSequence, progress=None) -> 
         if mask is None:
             mask = np.zeros(image.shape[:2], np.uint8)
         io_seconds += time.perf_counter() - start
-        new_ids = [int(v) for v in np.unique(mask) if v != 0 and int(v) not in seen]
-        start = time.perf_counter()
+        output = np.zeros(image.shape[:2], np.uint8)
         if tracker.object_ids:
+            start = time.perf_counter()
             output = tracker.step(image).labels
-            tracked += 1
-        else:
-            output = np.zeros(image.shape[:2], np.uint8)
+            step_seconds.append(time.perf_counter() - start)
+        new_ids = [int(v) for v in np.unique(mask) if v != 0 and int(v) not in seen]
         if new_ids:
             given = np.where(np.isin(mask, new_ids), mask, 0).astype(np.uint8)
             tracker.add_objects(image, given)
             output = np.where(given > 0, given, output)
             seen.update(new_ids)
-        track_seconds += time.perf_counter() - start
         labels.append(output)
         truth.append(mask)
         if progress is not None:
             progress.update(1)
-    return SequenceRun(np.stack(labels), np.stack(truth), sorted(seen), track_seconds, tracked, io_seconds)
+    return SequenceRun(np.stack(labels), np.stack(truth), sorted(seen), step_seconds, io_seconds)
 
 
-def score_run(run: SequenceRun) -> Dict[int, metrics.ObjectScores]:
-    """J and F per object of a tracked sequence (official protocol)."""
-    return metrics.sequence_scores(run.labels, run.truth, run.object_ids)
-
-
-def mean_jf(scores: List[Dict[int, metrics.ObjectScores]]) -> Dict[str, float]:
-    """Dataset J, F and J&F means over all objects of all sequences."""
+def summarise(scores: List[Dict[int, metrics.ObjectScores]]) -> Dict[str, float]:
+    """Dataset statistics: the mean over all objects of all sequences of each per-object value."""
     objects = [s for seq in scores for s in seq.values()]
-    j = float(np.mean([s.J_stats.mean for s in objects]))
-    f = float(np.mean([s.F_stats.mean for s in objects]))
-    return {"J_mean": j, "F_mean": f, "JF_mean": (j + f) / 2}
+    out = {}
+    for measure in ("J", "F"):
+        stats = [getattr(s, f"{measure}_stats") for s in objects]
+        out[f"{measure}_mean"] = float(np.mean([s.mean for s in stats]))
+        out[f"{measure}_recall"] = float(np.mean([s.recall for s in stats]))
+        out[f"{measure}_decay"] = float(np.mean([s.decay for s in stats]))
+    out["JF_mean"] = (out["J_mean"] + out["F_mean"]) / 2
+    return out
 
 
-def evaluate_sequences(tracker: Tracker, sequences: List[DavisSequence], progress=None) -> Dict[str, float]:
-    """Track and score ``sequences``; returns the dataset means (used for hold-out selection)."""
-    runs = [track_sequence(tracker, seq, progress) for seq in sequences]
-    return mean_jf([score_run(run) for run in runs])
+def evaluate_sequences(tracker: Tracker, sequences: List[DavisSequence]) -> Dict[str, float]:
+    """Track and score ``sequences``; returns the dataset statistics (hold-out model selection)."""
+    runs = [track_sequence(tracker, seq) for seq in sequences]
+    return summarise([metrics.sequence_scores(r.labels, r.truth, r.object_ids) for r in runs])
+
+
+def _csv_rows(name: str, scores: Dict[int, metrics.ObjectScores], frames: int, fps: Optional[float]):
+    for object_id, s in scores.items():
+        yield {
+            "sequence": name, "object": object_id, "frames": frames, "fps": "" if fps is None else round(fps, 2),
+            "J_mean": s.J_stats.mean, "J_recall": s.J_stats.recall, "J_decay": s.J_stats.decay,
+            "F_mean": s.F_stats.mean, "F_recall": s.F_stats.recall, "F_decay": s.F_stats.decay,
+        }  # fmt: skip
+
+
+def git_commit() -> str:
+    """Short hash of the checked-out commit of this package, or 'unknown'."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_evaluation(args: argparse.Namespace) -> Dict:
+    davis = Davis(args.davis, args.year, args.split, args.resolution, args.sequences)
+    sequences = list(davis)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = None
+    if args.score is None:
+        torch.set_num_threads(args.threads)
+        tracker = Tracker.from_pretrained(args.weights, device=args.device, internal_size=args.internal_size)
+    all_scores, rows = [], []
+    step_seconds: List[float] = []
+    io_seconds = 0.0
+    n_frames = sum(len(s) for s in sequences)
+    with tqdm(total=n_frames, desc="score" if tracker is None else "track", unit="frame") as progress:
+        for sequence in sequences:
+            if tracker is None:
+                labels = np.stack(
+                    [read_mask(args.score / sequence.name / f"{n}.png", False) for n in sequence.frame_names]
+                )
+                masks = [sequence.mask(i) for i in range(len(sequence))]
+                truth = np.stack([m if m is not None else np.zeros(labels.shape[1:], np.uint8) for m in masks])
+                run = SequenceRun(labels, truth, [int(v) for v in np.unique(truth) if v != 0])
+                progress.update(len(sequence))
+            else:
+                run = track_sequence(tracker, sequence, progress)
+                for name, labels in zip(sequence.frame_names, run.labels, strict=True):
+                    write_mask(out / sequence.name / f"{name}.png", labels)
+                if args.overlay:
+                    write_overlay(sequence, run.labels, out / "overlays" / f"{sequence.name}.mp4")
+            scores = metrics.sequence_scores(run.labels, run.truth, run.object_ids)
+            fps = len(run.step_seconds) / sum(run.step_seconds) if run.step_seconds else None
+            rows += list(_csv_rows(sequence.name, scores, len(sequence), fps))
+            all_scores.append(scores)
+            step_seconds += run.step_seconds
+            io_seconds += run.io_seconds
+    with open(out / "per_sequence.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarise(all_scores)
+    timed = tracker is not None and step_seconds
+    summary.update(
+        fps=len(step_seconds) / sum(step_seconds) if timed else None,
+        ms_per_frame=1000 * sum(step_seconds) / len(step_seconds) if timed else None,
+        io_ms_per_frame=1000 * io_seconds / n_frames if tracker is not None else None,
+        n_sequences=len(sequences),
+        n_frames=n_frames,
+        device=str(tracker.device) if tracker else None,
+        internal_size=args.internal_size if tracker else None,
+        threads=args.threads if tracker else None,
+        weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
+        predictions=str(args.score) if tracker is None else str(out),
+        git_commit=git_commit(),
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def write_overlay(sequence: DavisSequence, labels: np.ndarray, path: Path) -> None:
+    from ros2_ttvos.visualize import VideoWriter, overlay
+
+    with VideoWriter(path, fps=15) as writer:
+        for index, frame_labels in enumerate(labels):
+            writer.write(overlay(sequence.image(index), frame_labels))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="ttvos-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS root folder")
+    parser.add_argument("--year", type=int, default=2016, choices=(2016, 2017))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--resolution", default="480p")
+    parser.add_argument("--sequences", type=lambda s: [x for x in s.split(",") if x], help="a,b,c (default: all)")
+    parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
+    parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        summary = run_evaluation(args)
+    except (ValueError, OSError) as error:
+        LOG.error("%s", error)
+        return 1
+    print(
+        f"J&F {100 * summary['JF_mean']:.2f}  J {100 * summary['J_mean']:.2f}  F {100 * summary['F_mean']:.2f}"
+        + (f"  {summary['fps']:.1f} FPS on {summary['device']}" if summary["fps"] else "")
+        + f"  ({summary['n_sequences']} sequences, {summary['n_frames']} frames) -> {args.out / 'summary.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -145,9 +145,7 @@ class Tracker:
         self._check_image(image)
         mask = np.asarray(mask)
         if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
-            raise ValueError(
-                f"mask must be an HxW integer label image, got shape {mask.shape} dtype {mask.dtype}"
-            )
+            raise ValueError(f"mask must be an HxW integer label image, got shape {mask.shape} dtype {mask.dtype}")
         if mask.shape != image.shape[:2]:
             raise ValueError(f"mask size {mask.shape} differs from image size {image.shape[:2]}")
         ids = [int(v) for v in np.unique(mask) if v != 0]
@@ -176,9 +174,7 @@ class Tracker:
         if self._state is None:
             self._state = new_state
         else:
-            self._state = TemplateState(
-                *(torch.cat([a, b]) for a, b in zip(self._state, new_state, strict=True))
-            )
+            self._state = TemplateState(*(torch.cat([a, b]) for a, b in zip(self._state, new_state, strict=True)))
         return ids
 
     def remove_objects(self, object_ids: Iterable[int]) -> None:
@@ -266,9 +262,7 @@ class Tracker:
             return array
         return cv2.resize(array, (iw, ih), interpolation=interpolation)
 
-    def _pad(
-        self, tensor: torch.Tensor, geometry: Tuple[int, int, int, int], mode: str = "constant"
-    ) -> torch.Tensor:
+    def _pad(self, tensor: torch.Tensor, geometry: Tuple[int, int, int, int], mode: str = "constant") -> torch.Tensor:
         ih, iw = geometry[2:]
         pad_h, pad_w = -ih % PAD_MULTIPLE, -iw % PAD_MULTIPLE
         if not (pad_h or pad_w):

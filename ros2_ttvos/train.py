@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.davis import Davis
-from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.tracker import Tracker, resolve_device
 
@@ -79,16 +78,6 @@ def learning_rate(config: Dict[str, Any], step: int) -> float:
     return stage["lr"] * warmup * cosine
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 class Trainer:
     """Owns the model, optimiser, data samplers and RNG of one run."""
 
@@ -106,9 +95,7 @@ class Trainer:
         self.step = 0
         self.best_jf = -1.0
         data = config["data"]
-        davis = Davis(
-            data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences()
-        )
+        davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences())
         holdout = set(data["holdout"])
         self.clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
         self.holdout = [davis.sequence(name) for name in data["holdout"]]
@@ -228,16 +215,12 @@ class Trainer:
 
     def holdout_check(self) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
-        tracker = Tracker(
-            self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240)
-        )
+        tracker = Tracker(self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240))
         scores = evaluate_sequences(tracker, self.holdout)
         if scores["JF_mean"] > self.best_jf:
             self.best_jf = scores["JF_mean"]
             checkpoint.save_atomic(
-                checkpoint.model_payload(
-                    self.model, step=self.step, holdout=scores, train_config=self.config
-                ),
+                checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
                 self.run_dir / "best.pt",
             )
             (self.run_dir / "best.json").write_text(json.dumps({"step": self.step, **scores}, indent=2))
@@ -264,9 +247,7 @@ class Trainer:
             )  # fmt: skip
             if self.step % self.config.get("holdout_every", 250) == 0 or self.step == end:
                 scores = self.holdout_check()
-                row.update(
-                    holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"]
-                )
+                row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
             self._log(row)
             bar.update(1)
             bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")

@@ -11,9 +11,7 @@ from ros2_ttvos.data.davis import davis_palette
 _PALETTE = davis_palette()
 
 
-def overlay(
-    image: np.ndarray, labels: np.ndarray, confidences: Optional[Dict[int, float]] = None
-) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, confidences: Optional[Dict[int, float]] = None) -> np.ndarray:
     """RGB frame with each object's pixels tinted in its DAVIS palette colour and outlined.
 
     Confidences, when given, are written next to each object's box.

@@ -48,7 +48,7 @@ def test_davis17_palette_masks_and_late_objects(tmp_path, clip, network):
     assert run.object_ids == [1, 2]
     assert run.labels.shape == (5, 240, 427)
     np.testing.assert_array_equal(run.labels[2][run.truth[2] == 2], 2)  # given on its first frame
-    assert run.tracked_frames == 4
+    assert len(run.step_seconds) == 4
 
 
 def test_binary_masks_from_la_and_soft_pngs(tmp_path):

@@ -65,9 +65,7 @@ def test_objects_in_one_batch_equal_objects_alone(network):
     assert torch.allclose(together, torch.cat(alone), atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "ablation", [{"use_short_term": False}, {"use_long_term": False}, {"adaptive_update": False}]
-)
+@pytest.mark.parametrize("ablation", [{"use_short_term": False}, {"use_long_term": False}, {"adaptive_update": False}])
 def test_ablations_run_and_train(ablation):
     torch.manual_seed(0)
     net = TTVOS(TTVOSConfig(**ablation), pretrained_backbone=False)

@@ -143,9 +143,7 @@ def test_checkpoint_round_trip_and_corrupt_file(network, clip, tmp_path, caplog)
     reference = Tracker(network, device="cpu", internal_size=96)
     for t in (loaded, reference):
         t.add_objects(frames[0], masks[0])
-    np.testing.assert_allclose(
-        loaded.step(frames[1]).foreground, reference.step(frames[1]).foreground, atol=2e-2
-    )
+    np.testing.assert_allclose(loaded.step(frames[1]).foreground, reference.step(frames[1]).foreground, atol=2e-2)
 
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:1000])

@@ -91,9 +91,7 @@ def test_resume_reaches_the_same_state(tiny_config, tmp_path):
     assert second.resume() and second.step == 5
     second.run(max_steps=3)
     assert second.step == straight.step == 8
-    for (name, a), b in zip(
-        straight.model.state_dict().items(), second.model.state_dict().values(), strict=True
-    ):
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
 
 

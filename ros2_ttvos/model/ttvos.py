@@ -1,7 +1,8 @@
 """The TTVOS network: template matching with short- and long-term templates.
 
 Glossary (trailing digit = stride of a feature map relative to the padded input):
-  f4, f8, f16   shared backbone features of the current frame (one per frame, all objects)
+  f4, f8, f16   shared backbone features of the current frame (one per frame, all objects);
+                f4 is projected to the decoder width, f8_mod is f8 as the long-term blend uses it
   hist          per-object heatmap history: background/foreground probabilities of the last
                 three frames (6 channels), oldest first, at stride 8
   coords        3 coordinate channels (x, y, radial distance), at stride 8
@@ -35,8 +36,8 @@ class TTVOSConfig:
     short_term_channels: int = 64  # I of the paper's short-term matching
     long_term_channels: int = 64  # L: the long-term template is L x L
     long_term_groups: int = 4  # group count of the 5x5 key/value/query convolutions
-    attention_channels: int = 64
-    decoder_channels: int = 32
+    attention_channels: int = 48
+    decoder_channels: int = 16
     trainable_backbone_blocks: int = 1
     use_short_term: bool = True
     use_long_term: bool = True
@@ -86,9 +87,7 @@ def _key_value_branch(in_channels: int, out_channels: int, groups: int) -> nn.Se
 
 
 def _conv_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.ReLU(inplace=True))
 
 
 class TTVOS(nn.Module):
@@ -123,7 +122,7 @@ class TTVOS(nn.Module):
         self.lt_key = _key_value_branch(c8 + clue, lt, config.long_term_groups)
         self.lt_value = _key_value_branch(c8 + clue, lt, config.long_term_groups)
         self.f8_modify = _conv_relu(c8, lt, 1)
-        self.lt_blend = _conv_relu(2 * lt, lt)
+        self.lt_blend = _conv_relu(2 * lt, lt, 1)
         # Attention map from both similarities.
         self.st_up = nn.ConvTranspose2d(i, i, 4, stride=2, padding=1)
         self.attention = _conv_relu(i + lt, a)
@@ -135,7 +134,8 @@ class TTVOS(nn.Module):
         self.aux_head = nn.Conv2d(a, 1, 1)
         # Refinement decoder: stride 8 -> 4 (ConvTranspose), then -> 1 (ConvTranspose + PixelShuffle).
         self.up8 = nn.Sequential(_conv_relu(a, d), nn.ConvTranspose2d(d, d, 4, stride=2, padding=1))
-        self.skip4 = _conv_relu(d + c4, d)
+        self.f4_project = _conv_relu(c4, d, 1)  # shared by all objects
+        self.skip4 = _conv_relu(2 * d, d)
         self.st_up4 = nn.ConvTranspose2d(i, d, 4, stride=4)
         self.final = nn.Sequential(
             _conv_relu(3 * d, d),
@@ -150,14 +150,13 @@ class TTVOS(nn.Module):
         f32_up = F.interpolate(f32, size=f16.shape[-2:], mode="bilinear", align_corners=False)
         f16 = self.neck(torch.cat([f16, f32_up], dim=1))
         coords = coordinate_channels(f8.shape[-2], f8.shape[-1], f8.device).to(f8.dtype)
-        return {"f4": f4, "f8": f8, "f16": f16, "coords": coords}
+        # Object-independent projections, computed once per frame.
+        return {"f4": self.f4_project(f4), "f8": f8, "f8_mod": self.f8_modify(f8), "f16": f16, "coords": coords}
 
     # --- per object ----------------------------------------------------------------------
     def _clue(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         n = hist.shape[0]
-        return torch.cat(
-            [feats["f8"].expand(n, -1, -1, -1), hist, feats["coords"].expand(n, -1, -1, -1)], dim=1
-        )
+        return torch.cat([feats["f8"].expand(n, -1, -1, -1), hist, feats["coords"].expand(n, -1, -1, -1)], dim=1)
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
@@ -196,7 +195,7 @@ class TTVOS(nn.Module):
             z = (state.lt @ query.flatten(2)).view_as(query)
         else:
             z = torch.zeros(n, self.config.long_term_channels, *feats["f8"].shape[-2:], device=f16.device)
-        f8_mod = self.f8_modify(feats["f8"]).expand(n, -1, -1, -1)
+        f8_mod = feats["f8_mod"].expand(n, -1, -1, -1)
         s_lt = self.lt_blend(torch.cat([z, f8_mod], dim=1))
         attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
 
