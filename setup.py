@@ -39,6 +39,7 @@ setup(
             "ttvos-bench = ros2_ttvos.bench:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
             "ttvos-train = ros2_ttvos.train:main",
+            "ttvos_node = ros2_ttvos.ros.node:main",
         ],
     },
 )

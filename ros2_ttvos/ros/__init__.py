@@ -1,0 +1,1 @@
+"""The ROS 2 layer: the only part of ros2_ttvos that imports rclpy or message types."""

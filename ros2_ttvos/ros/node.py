@@ -1,0 +1,481 @@
+"""``ttvos_node``: the TTVOS tracker as a ROS 2 lifecycle node (a thin layer over ``Tracker``).
+
+Topics (relative, so namespaces and remapping work):
+  sub  image               sensor_msgs/Image (image/compressed with image_transport=compressed)
+  pub  masks               sensor_msgs/Image mono8 label image, header copied from the input
+  pub  objects             ttvos_interfaces/TrackedObjects, same header
+  pub  debug/overlay       sensor_msgs/Image rgb8, only computed while someone subscribes
+  pub  /diagnostics        diagnostic_msgs/DiagnosticArray at 1 Hz
+Services: ~/set_targets, ~/remove_objects, ~/reset (std_srvs/Trigger).
+
+Lifecycle: configure loads the model (a bad weights path or device fails the transition with
+the reason), activate starts processing, deactivate stops it, cleanup frees the model.
+"""
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_srvs.srv import Trigger
+
+from ros2_ttvos.checkpoint import CheckpointError
+from ros2_ttvos.ros import conversions
+from ros2_ttvos.ros.frame_queue import FrameQueue
+from ros2_ttvos.tracker import Tracker
+from ttvos_interfaces.msg import TrackedObject, TrackedObjects
+from ttvos_interfaces.srv import RemoveObjects, SetTargets
+
+STATS_WINDOW = 200
+
+
+def _descriptor(description: str, *, runtime: bool = False, integer=None, floating=None) -> ParameterDescriptor:
+    """Descriptor with an optional [lo, hi] integer or floating-point range."""
+    descriptor = ParameterDescriptor(description=description)
+    descriptor.additional_constraints = (
+        "changeable at run time" if runtime else "applied on configure (cleanup, set it, configure again)"
+    )
+    if integer is not None:
+        descriptor.integer_range = [IntegerRange(from_value=integer[0], to_value=integer[1], step=1)]
+    if floating is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=floating[0], to_value=floating[1], step=0.0)]
+    return descriptor
+
+
+# name -> (default, descriptor). Every parameter of the node is declared here, in one place.
+PARAMETERS = {
+    "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
+    "weights": ("", _descriptor("checkpoint path; empty = the weights shipped with the package")),
+    "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
+    "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
+    "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
+    "confidence_threshold": (
+        0.5,
+        _descriptor(
+            "objects below it are reported not visible and keep their template", runtime=True, floating=(0.0, 1.0)
+        ),
+    ),  # fmt: skip
+    "publish_overlay": (True, _descriptor("compute debug/overlay while it has subscribers", runtime=True)),
+    "process_every_frame": (False, _descriptor("true: every frame in order (replay); false: latest frame only")),
+    "queue_size": (30, _descriptor("frames queued in process_every_frame mode", integer=(1, 1000))),
+    "frame_buffer": (30, _descriptor("recent frames kept for set_targets by stamp", integer=(1, 300))),
+    "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
+    "autostart": (True, _descriptor("configure and activate on start-up")),
+}
+RUNTIME_PARAMETERS = {"confidence_threshold", "publish_overlay"}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The node's parameters as read on configure."""
+
+    device: str
+    weights: str
+    internal_size: int
+    threads: int
+    max_objects: int
+    confidence_threshold: float
+    publish_overlay: bool
+    process_every_frame: bool
+    queue_size: int
+    frame_buffer: int
+    image_transport: str
+    autostart: bool
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray
+    header: object
+    received: float  # time.monotonic() at arrival
+
+
+class RollingStats:
+    """Recent values and event times for the diagnostics."""
+
+    def __init__(self):
+        self.values: Deque[float] = deque(maxlen=STATS_WINDOW)
+        self.times: Deque[float] = deque(maxlen=STATS_WINDOW)
+
+    def add(self, value: float = 0.0) -> None:
+        self.values.append(value)
+        self.times.append(time.monotonic())
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.values, q)) if self.values else float("nan")
+
+    def rate(self, window: float = 5.0) -> float:
+        now = time.monotonic()
+        return sum(1 for t in self.times if now - t <= window) / window
+
+
+class TTVOSNode(LifecycleNode):
+    """Tracks the objects given by ``set_targets`` through the image stream."""
+
+    def __init__(self, node_name: str = "ttvos", **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.config: Optional[NodeConfig] = None
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.tracker: Optional[Tracker] = None
+        self._tracker_lock = threading.Lock()
+        self._queue: Optional[FrameQueue] = None
+        self._recent: Deque[Frame] = deque(maxlen=1)
+        self._worker: Optional[threading.Thread] = None
+        self._state_label = "unconfigured"
+        self._image_sub = None
+        self._service_handles: List = []
+        self._outputs: Dict[str, object] = {}
+        self._inference = RollingStats()
+        self._latency = RollingStats()
+        self._inputs = RollingStats()
+        self._bad_frames = 0
+        self._last_error = ""
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+
+    # --- parameters ---------------------------------------------------------------------------
+    def _read_config(self) -> NodeConfig:
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        return NodeConfig(**values)
+
+    def _validate_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == "image_transport" and parameter.value not in ("raw", "compressed"):
+                return SetParametersResult(successful=False, reason="image_transport must be raw or compressed")
+            if (
+                self.config is not None
+                and parameter.name in PARAMETERS
+                and parameter.name not in RUNTIME_PARAMETERS
+                and parameter.value != getattr(self.config, parameter.name)
+            ):
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{parameter.name} is applied on configure: deactivate, clean up and configure again",
+                )
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        if self.config is None:
+            return
+        changes = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
+        if changes:
+            self.config = NodeConfig(**{**self.config.__dict__, **changes})
+            with self._tracker_lock:
+                if self.tracker is not None:
+                    self.tracker.confidence_threshold = self.config.confidence_threshold
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        config = self._read_config()
+        try:
+            if config.threads > 0:
+                import torch
+
+                torch.set_num_threads(config.threads)
+            tracker = Tracker.from_pretrained(
+                config.weights or None,
+                device=config.device,
+                internal_size=config.internal_size,
+                confidence_threshold=config.confidence_threshold,
+            )
+        except (CheckpointError, ValueError, OSError, RuntimeError) as error:
+            self._last_error = f"configure failed: {error}"
+            self.get_logger().error(self._last_error)
+            return TransitionCallbackReturn.FAILURE
+        self.config, self.tracker = config, tracker
+        self._recent = deque(maxlen=config.frame_buffer)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        overrides = QoSOverridingOptions.with_default_policies()
+        for name, msg_type in (("masks", Image), ("objects", TrackedObjects), ("debug/overlay", Image)):
+            self._outputs[name] = self.create_lifecycle_publisher(
+                msg_type, name, reliable, qos_overriding_options=overrides
+            )
+        services = ReentrantCallbackGroup()
+        self._service_handles = [
+            self.create_service(SetTargets, "~/set_targets", self._on_set_targets, callback_group=services),
+            self.create_service(RemoveObjects, "~/remove_objects", self._on_remove_objects, callback_group=services),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services),
+        ]
+        self._state_label = "inactive"
+        self.get_logger().info(
+            f"configured: device {tracker.device}, internal size {config.internal_size}, "
+            f"weights {config.weights or 'shipped'}, "
+            f"{'every frame' if config.process_every_frame else 'latest frame'} mode"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        config = self.config
+        self._queue = FrameQueue(config.queue_size if config.process_every_frame else 1)
+        if config.process_every_frame:
+            qos = QoSProfile(depth=config.queue_size, reliability=ReliabilityPolicy.RELIABLE)
+        else:
+            qos = qos_profile_sensor_data
+        compressed = config.image_transport == "compressed"
+        self._image_sub = self.create_subscription(
+            CompressedImage if compressed else Image,
+            "image/compressed" if compressed else "image",
+            self._on_image,
+            qos,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        self._worker = threading.Thread(target=self._work, name="ttvos-worker", daemon=True)
+        self._worker.start()
+        self._state_label = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        self._state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        self._state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+            self._worker = None
+
+    def _release(self) -> None:
+        for service in self._service_handles:
+            self.destroy_service(service)
+        self._service_handles = []
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._outputs = {}
+        with self._tracker_lock:
+            if self.tracker is not None and self.tracker.device.type == "cuda":
+                import torch
+
+                self.tracker = None
+                torch.cuda.empty_cache()
+            self.tracker = None
+        self.config = None
+
+    # --- frames -------------------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        self._inputs.add()
+        try:
+            rgb = (
+                conversions.compressed_to_rgb(msg)
+                if isinstance(msg, CompressedImage)
+                else conversions.image_to_rgb(msg)
+            )
+        except conversions.ConversionError as error:
+            self._bad_frames += 1
+            self._last_error = str(error)
+            self.get_logger().error(f"frame dropped: {error}", throttle_duration_sec=5.0)
+            return
+        frame = Frame(rgb, msg.header, time.monotonic())
+        self._recent.append(frame)
+        if self._queue.put(frame) and self.config.process_every_frame:
+            self.get_logger().warn(
+                f"falling behind: queue of {self.config.queue_size} frames full, oldest dropped",
+                throttle_duration_sec=2.0,
+            )
+
+    def _work(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            self._process(frame)
+
+    def _process(self, frame: Frame) -> None:
+        start = time.monotonic()
+        with self._tracker_lock:
+            if self.tracker is None:
+                return
+            try:
+                result = self.tracker.step(frame.rgb)
+            except ValueError as error:  # the stream changed size: start over
+                self.tracker.reset()
+                self._last_error = f"{error}; tracking reset"
+                self.get_logger().error(self._last_error)
+                result = self.tracker.step(frame.rgb)
+            threshold = self.config.confidence_threshold
+        self._inference.add(1000 * (time.monotonic() - start))
+        self._outputs["masks"].publish(conversions.labels_to_image(result.labels, frame.header))
+        self._outputs["objects"].publish(self._objects_msg(result, frame.header, threshold))
+        overlay_pub = self._outputs["debug/overlay"]
+        if self.config.publish_overlay and overlay_pub.get_subscription_count() > 0:
+            from ros2_ttvos.visualize import overlay
+
+            overlay_pub.publish(
+                conversions.rgb_to_image(overlay(frame.rgb, result.labels, result.confidences), frame.header)
+            )
+        self._latency.add(1000 * (time.monotonic() - frame.received))
+
+    @staticmethod
+    def _objects_msg(result, header, threshold: float) -> TrackedObjects:
+        msg = TrackedObjects(header=header)
+        for object_id, confidence in result.confidences.items():
+            ys, xs = np.nonzero(result.labels == object_id)
+            bbox = RegionOfInterest()
+            if len(xs):
+                bbox.x_offset, bbox.y_offset = int(xs.min()), int(ys.min())
+                bbox.width, bbox.height = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+            msg.objects.append(
+                TrackedObject(
+                    id=object_id,
+                    confidence=float(confidence),
+                    visible=bool(len(xs) and confidence >= threshold),
+                    area=len(xs),
+                    bbox=bbox,
+                )
+            )
+        return msg
+
+    # --- services -----------------------------------------------------------------------------
+    def _frame_for(self, request) -> Tuple[Optional[np.ndarray], str]:
+        if request.image.data:
+            return conversions.image_to_rgb(request.image), "request image"
+        stamp = request.mask.header.stamp
+        for frame in reversed(self._recent):
+            if frame.header.stamp == stamp:
+                return frame.rgb, "buffered frame with the mask's stamp"
+        if self._recent:
+            return self._recent[-1].rgb, "latest frame"
+        return None, ""
+
+    def _on_set_targets(self, request, response):
+        response.success = False
+        if self._state_label != "active":
+            response.message = f"node is {self._state_label}, not active"
+            return response
+        try:
+            labels = conversions.image_to_labels(request.mask)
+            image, source = self._frame_for(request)
+        except conversions.ConversionError as error:
+            response.message = str(error)
+            return response
+        if image is None:
+            response.message = "no frame received yet: send the image with the request or wait for the camera"
+            return response
+        ids = [int(v) for v in np.unique(labels) if v != 0]
+        too_high = [i for i in ids if i > self.config.max_objects]
+        if too_high:
+            response.message = f"object ids {too_high} exceed max_objects={self.config.max_objects}"
+            return response
+        with self._tracker_lock:
+            kept = [] if request.replace else [i for i in self.tracker.object_ids if i not in ids]
+            if len(kept) + len(ids) > self.config.max_objects:
+                response.message = f"{len(kept) + len(ids)} objects would exceed max_objects={self.config.max_objects}"
+                return response
+            try:
+                if request.replace:
+                    self.tracker.reset()
+                added = self.tracker.add_objects(image, labels)
+            except ValueError as error:
+                response.message = str(error)
+                return response
+        response.success, response.object_ids = True, added
+        response.message = f"tracking objects {added} from the {source}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_remove_objects(self, request, response):
+        if self.tracker is None:
+            response.success, response.message = False, f"node is {self._state_label}: no tracker"
+            return response
+        try:
+            with self._tracker_lock:
+                self.tracker.remove_objects(list(request.object_ids))
+        except ValueError as error:
+            response.success, response.message = False, str(error)
+            return response
+        response.success, response.message = True, f"removed {list(request.object_ids)}"
+        return response
+
+    def _on_reset(self, request, response):
+        if self.tracker is None:
+            response.success, response.message = False, f"node is {self._state_label}: no tracker"
+            return response
+        with self._tracker_lock:
+            self.tracker.reset()
+        response.success, response.message = True, "all objects dropped"
+        return response
+
+    # --- diagnostics --------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: tracking", hardware_id="ttvos")
+        dropped = self._queue.dropped if self._queue else 0
+        tracker = self.tracker
+        values = {
+            "lifecycle_state": self._state_label,
+            "device": str(tracker.device) if tracker else "none",
+            "objects": len(tracker.object_ids) if tracker else 0,
+            "inference_ms_p50": round(self._inference.percentile(50), 2),
+            "inference_ms_p95": round(self._inference.percentile(95), 2),
+            "latency_ms_p50": round(self._latency.percentile(50), 2),
+            "latency_ms_p95": round(self._latency.percentile(95), 2),
+            "input_hz": round(self._inputs.rate(), 2),
+            "output_hz": round(self._latency.rate(), 2),
+            "dropped_frames": dropped,
+            "bad_frames": self._bad_frames,
+            "last_error": self._last_error,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        if self._state_label != "active":
+            status.level, status.message = DiagnosticStatus.WARN, f"not processing ({self._state_label})"
+        elif self._last_error:
+            status.level, status.message = DiagnosticStatus.WARN, self._last_error
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "tracking"
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(msg)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = TTVOSNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            node.trigger_configure()
+            if node._state_label == "inactive":
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
