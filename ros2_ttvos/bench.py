@@ -2,10 +2,13 @@
 
     ttvos-bench [--weights W] [--device auto] [--frames 50] [--memory-frames 1000] [--out bench/results.json]
     ttvos-bench --model-info          # parameter count and GFLOPs per frame only
+    ttvos-bench --ros                 # end-to-end through DDS: the node on a 480p stream at 15 and 30 Hz
+    ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
 processed at its own short side, for 1, 2 and 4 objects, after warm-up; torch threads = cores.
 Memory: state bytes and peak RSS after 100 and after ``--memory-frames`` frames of one stream.
+Each mode updates its own section of the results file and leaves the others.
 """
 
 import argparse
@@ -109,6 +112,91 @@ def model_info(tracker: Tracker, shape=(480, 864)) -> Dict[str, float]:
     }
 
 
+def ros_latency(rates: List[float], seconds: float, internal_size: int, weights: Optional[Path]) -> List[Dict]:
+    """Publish a 480x854 stream to a live-mode node at each rate; latency, output and drop rates."""
+    import rclpy
+
+    from ros2_ttvos.ros import harness
+
+    env = harness.ros_environment()
+    harness.use_environment(env)
+    parameters = {"internal_size": internal_size, "process_every_frame": False}
+    if weights:
+        parameters["weights"] = str(weights)
+    node = harness.NodeProcess(env, parameters, Path("bench") / "node.log")
+    rclpy.init()
+    client = harness.Client()
+    images = clip_frames(SIZES[0])
+    rows = []
+    try:
+        client.wait_for_node(node)
+        stamp = 1_000_000_000
+        deadline = time.monotonic() + 60
+        while not client.masks:  # best-effort input: the first frames may go before the path is up
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no mask from the node within 60 s; see {node.log_path}")
+            client.publish(images[0], stamp)
+            time.sleep(0.5)
+        response = client.call(client.set_targets, client.targets_request(object_masks(SIZES[0], 1), stamp))
+        if not response.success:
+            raise RuntimeError(f"set_targets failed: {response.message}")
+        for rate in rates:
+            time.sleep(1.0)
+            client.masks.clear()
+            client.received_at.clear()
+            sent: Dict[int, float] = {}
+            start = time.monotonic()
+            index = 0
+            while time.monotonic() - start < seconds:
+                stamp += 1_000_000
+                client.publish(images[1 + index % (len(images) - 1)], stamp)
+                sent[stamp] = time.monotonic()
+                index += 1
+                time.sleep(max(0.0, start + index / rate - time.monotonic()))
+            time.sleep(2.0)  # let the last frame through
+            received = {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec: t
+                        for m, t in zip(client.masks, client.received_at, strict=True)}  # fmt: skip
+            latency = [1000 * (t - sent[s]) for s, t in received.items() if s in sent]
+            rows.append(
+                {
+                    "input": list(SIZES[0]), "internal_size": internal_size, "rate_hz": rate,
+                    "published": len(sent), "received": len(latency),
+                    "output_hz": len(latency) / seconds, "drop_rate": 1 - len(latency) / len(sent),
+                    "latency_ms_p50": float(np.percentile(latency, 50)),
+                    "latency_ms_p95": float(np.percentile(latency, 95)),
+                    "latency_ms_p99": float(np.percentile(latency, 99)),
+                }
+            )  # fmt: skip
+    finally:
+        client.close()
+        rclpy.try_shutdown()
+        node.stop()
+    return rows
+
+
+def metric_seconds(davis_root: Path) -> Dict[str, float]:
+    """Seconds to compute J and F for every frame of DAVIS16 val (prediction: the previous frame's mask)."""
+    import cv2
+
+    from ros2_ttvos import metrics
+    from ros2_ttvos.data.davis import Davis
+
+    cv2.setNumThreads(1)
+    truths = [np.stack([s.mask(i) for i in range(len(s))]) for s in Davis(davis_root, 2016, "val", "480p")]
+    start = time.perf_counter()
+    for truth in truths:
+        metrics.sequence_scores(np.concatenate([truth[:1], truth[:-1]]), truth)
+    return {"frames": sum(len(t) for t in truths), "seconds": time.perf_counter() - start}
+
+
+def update_results(path: Path, section: Dict) -> None:
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.update(section)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {path}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
@@ -117,9 +205,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--memory-frames", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: cores)")
     parser.add_argument("--model-info", action="store_true", help="print parameters and GFLOPs only")
+    parser.add_argument("--ros", action="store_true", help="end-to-end latency through DDS (the node)")
+    parser.add_argument("--ros-seconds", type=float, default=20.0, help="stream length per rate in --ros")
+    parser.add_argument("--internal-size", type=int, default=480, help="node processing size in --ros")
+    parser.add_argument("--metrics", type=Path, metavar="DAVIS_ROOT", help="time the J&F scoring of DAVIS16 val")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.metrics:
+        timing = metric_seconds(args.metrics)
+        print(f"J and F of {timing['frames']} DAVIS16 val frames scored in {timing['seconds']:.1f} s (one core)")
+        update_results(args.out, {"metrics_scoring": timing})
+        return 0
+    if args.ros:
+        rows = ros_latency([15.0, 30.0], args.ros_seconds, args.internal_size, args.weights)
+        print(f"\n{'rate':>6} {'in':>5} {'out':>5} {'out Hz':>7} {'drop':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+        for r in rows:
+            print(
+                f"{r['rate_hz']:>6.0f} {r['published']:>5} {r['received']:>5} {r['output_hz']:>7.2f} "
+                f"{100 * r['drop_rate']:>5.1f}% {r['latency_ms_p50']:>8.1f} {r['latency_ms_p95']:>8.1f} "
+                f"{r['latency_ms_p99']:>8.1f}"
+            )
+        update_results(args.out, {"ros": {"git_commit": git_commit(), "streams": rows}})
+        return 0
     tracker = Tracker.from_pretrained(args.weights, device=args.device)
     info = model_info(tracker)
     print(
@@ -150,9 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for key in ("after_100", f"after_{args.memory_frames}"):
         m = memory[key]
         print(f"  {key:>11}: state {m['state_bytes']} B, RSS {m['rss_mb']} MB, peak RSS {m['peak_rss_mb']} MB")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {args.out}")
+    update_results(args.out, results)
     return 0
 
 
