@@ -38,6 +38,7 @@ setup(
             "ttvos-demo = ros2_ttvos.demo:main",
             "ttvos-bench = ros2_ttvos.bench:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
+            "ttvos-export = ros2_ttvos.export:main",
             "ttvos-train = ros2_ttvos.train:main",
             "ttvos_node = ros2_ttvos.ros.node:main",
         ],

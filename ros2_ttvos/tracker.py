@@ -1,4 +1,4 @@
-"""Streaming multi-object tracker: the one inference API of ros2_ttvos (no ROS imports).
+"""Streaming multi-object tracker: the one inference API of ros2_ttvos (no ROS, no torch needed).
 
 Use one Tracker per video stream::
 
@@ -7,27 +7,34 @@ Use one Tracker per video stream::
     for rgb in frames:
         result = tracker.step(rgb)               # result.labels, result.confidences
 
-Object ids (1..255) are stable and independent of the tensor rows (slots) that hold their state.
+Object ids (1..255) are stable and independent of the rows (slots) that hold their state.
 Every object's state has a fixed size, so memory does not grow with the stream's length.
+The network runs in a backend (``ros2_ttvos.backends``): PyTorch or ONNX Runtime.
 """
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ros2_ttvos import checkpoint
-from ros2_ttvos.model import TTVOS, TemplateState
+from ros2_ttvos import backends
 
 LOG = logging.getLogger(__name__)
 
 MAX_OBJECT_ID = 255
-PAD_MULTIPLE = 32
+SIZE_MULTIPLE = 16  # the network needs frame sides that are multiples of 16
+
+
+class ObjectState(NamedTuple):
+    """Per-object state, rows in slot order (see ``model.ttvos.TemplateState``)."""
+
+    hist: np.ndarray
+    st: np.ndarray
+    lt: np.ndarray
+    updates: np.ndarray
 
 
 @dataclass
@@ -48,81 +55,86 @@ class TrackResult:
     object_ids: List[int] = field(default_factory=list)
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when available (logged), else CPU; otherwise the named device, checked."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda:0")
-        LOG.info("device=auto: no CUDA device, running on CPU")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda:N)") from error
-    if resolved.type == "cuda" and (
-        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
-    ):
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r} (use auto, cpu or cuda:N)")
-    return resolved
+def internal_shape(height: int, width: int, internal_size: Optional[int]) -> Tuple[int, int]:
+    """Processing size: short side ~``internal_size`` (None: the input's), both sides multiples of 16."""
+    scale = 1.0 if internal_size is None else internal_size / min(height, width)
 
+    def snap(value: float) -> int:
+        return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
 
-def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
-    """Merge per-object foreground probabilities (N, h, w) into (N+1, h, w) class probabilities.
-
-    Background is the product of the complements; classes are combined by their odds ratios.
-    """
-    fg = foreground.clamp(1e-7, 1 - 1e-7)
-    background = torch.prod(1 - fg, dim=0, keepdim=True).clamp(1e-7, 1 - 1e-7)
-    probs = torch.cat([background, fg], dim=0)
-    odds = probs / (1 - probs)
-    return odds / odds.sum(dim=0, keepdim=True)
+    return snap(height * scale), snap(width * scale)
 
 
 class Tracker:
     """Tracks any number of objects through one stream with a shared TTVOS network.
 
-    internal_size: short side (pixels) at which frames are processed; None = the input size.
-        Output labels are always at the input size.
+    backend: a backend of ``ros2_ttvos.backends`` (see ``from_pretrained`` and ``from_model``).
+    internal_size: short side (pixels) at which frames are processed, rounded so that both sides
+        are multiples of 16; None = the input size. Output labels are always at the input size.
     confidence_threshold: below it an object's long-term template is not updated with the
         frame's prediction, so the object can be picked up again after an occlusion.
     """
 
-    def __init__(
-        self,
-        model: TTVOS,
-        device: Union[str, torch.device] = "auto",
-        internal_size: Optional[int] = 480,
-        confidence_threshold: float = 0.5,
-    ):
-        if internal_size is not None and internal_size < PAD_MULTIPLE:
-            raise ValueError(f"internal_size must be at least {PAD_MULTIPLE} or None, got {internal_size}")
+    def __init__(self, backend, internal_size: Optional[int] = 480, confidence_threshold: float = 0.5):
+        if internal_size is not None and internal_size < SIZE_MULTIPLE:
+            raise ValueError(f"internal_size must be at least {SIZE_MULTIPLE} or None, got {internal_size}")
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.backend = backend
         self.internal_size = internal_size
         self.confidence_threshold = confidence_threshold
         self.reset()
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @classmethod
+    def from_model(cls, model, device: str = "auto", **kwargs) -> "Tracker":
+        """A tracker running a TTVOS module with the torch backend."""
+        return cls(backends.TorchBackend(model, device), **kwargs)
 
     @classmethod
     def from_pretrained(
         cls,
         weights: Optional[Union[str, Path]] = None,
         device: str = "auto",
+        backend: str = "torch",
+        threads: Optional[int] = None,
         **kwargs,
     ) -> "Tracker":
-        """Build a tracker from a checkpoint file; None = the weights shipped with the package.
+        """Build a tracker; ``weights`` None = the weights shipped with the package.
 
-        When no weights are shipped, the network gets its ImageNet backbone and an untrained head,
-        with a warning. A missing or damaged file raises ``checkpoint.CheckpointError``.
+        backend "torch": ``weights`` is a checkpoint file. Without shipped weights the network gets
+        its ImageNet backbone and an untrained head, with a warning. A missing or damaged file
+        raises ``checkpoint.CheckpointError``.
+        backend "onnxruntime": ``weights`` is a folder written by ``ttvos-export``.
+        backend "auto": onnxruntime when ``weights`` is an export folder and onnxruntime imports,
+        else torch.
+        threads: CPU threads of the backend (None: its default).
         """
+        if backend == "auto":
+            is_export = weights is not None and Path(weights).is_dir()
+            backend = "onnxruntime" if is_export and _importable("onnxruntime") else "torch"
+        if backend == "onnxruntime":
+            if weights is None:
+                raise ValueError("the onnxruntime backend needs weights=<folder written by ttvos-export>")
+            return cls(backends.OnnxRuntimeBackend(weights, device, threads), **kwargs)
+        if backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}; use one of {backends.BACKENDS} or auto")
+        from ros2_ttvos import checkpoint
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         if weights is None and not checkpoint.SHIPPED_WEIGHTS.is_file():
             LOG.warning("no trained weights shipped: ImageNet backbone with an untrained head")
-            return cls(checkpoint.build_model(None), device, **kwargs)
-        path = checkpoint.SHIPPED_WEIGHTS if weights is None else Path(weights)
-        return cls(checkpoint.build_model(checkpoint.load(path)), device, **kwargs)
+            model = checkpoint.build_model(None)
+        else:
+            path = checkpoint.SHIPPED_WEIGHTS if weights is None else Path(weights)
+            model = checkpoint.build_model(checkpoint.load(path))
+        return cls.from_model(model, device, **kwargs)
 
     # --- object management -----------------------------------------------------------------
     @property
@@ -133,8 +145,13 @@ class Tracker:
     def reset(self) -> None:
         """Forget every object and the frame geometry."""
         self._ids: List[int] = []
-        self._state: Optional[TemplateState] = None
+        self._state: Optional[ObjectState] = None
         self._geometry: Optional[Tuple[int, int, int, int]] = None  # input h, w; internal h, w
+
+    def close(self) -> None:
+        """Release the backend (GPU memory included)."""
+        self.reset()
+        self.backend.close()
 
     def add_objects(self, image: np.ndarray, mask: np.ndarray) -> List[int]:
         """Start tracking every object of ``mask`` from ``image``; an existing id is replaced.
@@ -154,27 +171,25 @@ class Tracker:
         bad = [v for v in ids if v < 1 or v > MAX_OBJECT_ID]
         if bad:
             raise ValueError(f"object ids must be in 1..{MAX_OBJECT_ID}, got {bad}")
-        geometry = self._frame_geometry(image.shape[:2])
+        geometry = (*image.shape[:2], *internal_shape(*image.shape[:2], self.internal_size))
         if self._ids and geometry != self._geometry:
             raise ValueError(
                 f"image size {image.shape[:2]} differs from the tracked stream's {self._geometry[:2]}; "
                 "call reset() first"
             )
         small = self._resize(mask.astype(np.uint8), geometry, cv2.INTER_NEAREST)
-        if any(not (small == i).any() for i in ids):
-            lost = [i for i in ids if not (small == i).any()]
+        lost = [i for i in ids if not (small == i).any()]
+        if lost:
             raise ValueError(f"objects {lost} vanish at the internal size {geometry[2:]}: too small to track")
-        with torch.inference_mode():
-            feats = self.model.encode_image(self._to_tensor(image, geometry))
-            prob = torch.from_numpy(np.stack([small == i for i in ids])[:, None].astype(np.float32))
-            new_state = self.model.init_state(feats, self._pad(prob.to(self.device), geometry))
+        masks = np.stack([small == i for i in ids])[:, None].astype(np.float32)
+        new_state = ObjectState(*self.backend.encode(self._to_input(image, geometry), masks))
         self._keep_slots([slot for slot, i in enumerate(self._ids) if i not in ids])
         self._geometry = geometry
         self._ids += ids
         if self._state is None:
             self._state = new_state
         else:
-            self._state = TemplateState(*(torch.cat([a, b]) for a, b in zip(self._state, new_state, strict=True)))
+            self._state = ObjectState(*(np.concatenate([a, b]) for a, b in zip(self._state, new_state, strict=True)))
         return ids
 
     def remove_objects(self, object_ids: Iterable[int]) -> None:
@@ -190,15 +205,11 @@ class Tracker:
     def _keep_slots(self, keep: List[int]) -> None:
         """Keep only the objects in slots ``keep`` (re-packed in that order)."""
         self._ids = [self._ids[slot] for slot in keep]
-        if not keep:
-            self._state = None
-            return
-        index = torch.tensor(keep, device=self.device)
-        self._state = TemplateState(*(t.index_select(0, index) for t in self._state))
+        self._state = None if not keep else ObjectState(*(a[keep] for a in self._state))
 
     def state_nbytes(self) -> int:
         """Bytes held by the per-object state (fixed for a given frame size and object count)."""
-        return 0 if self._state is None else sum(t.numel() * t.element_size() for t in self._state)
+        return 0 if self._state is None else sum(a.nbytes for a in self._state)
 
     # --- per frame ---------------------------------------------------------------------------
     def step(self, image: np.ndarray) -> TrackResult:
@@ -209,32 +220,22 @@ class Tracker:
         self._check_image(image)
         if not self._ids:
             return TrackResult(labels=np.zeros(image.shape[:2], np.uint8))
-        geometry = self._frame_geometry(image.shape[:2])
+        geometry = (*image.shape[:2], *internal_shape(*image.shape[:2], self.internal_size))
         if geometry != self._geometry:
             raise ValueError(
                 f"frame size {image.shape[:2]} differs from the tracked stream's {self._geometry[:2]}; "
                 "call reset() and add the objects again"
             )
-        h, w = geometry[2:]
-        with torch.inference_mode():
-            feats = self.model.encode_image(self._to_tensor(image, geometry))
-            out = self.model.segment(feats, self._state)
-            prob_fg = torch.softmax(out.logits, dim=1)[:, 1:]
-            foreground = prob_fg[:, 0, :h, :w]
-            slots = soft_aggregate(foreground).argmax(dim=0)
-            area = torch.stack([(slots == k + 1).sum() for k in range(len(self._ids))]).float()
-            mass = torch.stack([(foreground[k] * (slots == k + 1)).sum() for k in range(len(self._ids))])
-            confidence = torch.where(area > 0, mass / area.clamp(min=1), torch.zeros_like(area))
-            self._state = self.model.update_state(
-                feats, self._state, out.weight, prob_fg, confidence >= self.confidence_threshold
-            )
-        lookup = np.array([0] + self._ids, dtype=np.uint8)
-        labels = lookup[slots.to(torch.uint8).cpu().numpy()]
-        labels = cv2.resize(labels, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        slots, confidence, foreground, state = self.backend.step(
+            self._to_input(image, geometry), tuple(self._state), self.confidence_threshold
+        )
+        self._state = ObjectState(*state)
+        lookup = np.array([0, *self._ids], dtype=np.uint8)
+        labels = self._resize(lookup[slots], geometry[2:] + geometry[:2], cv2.INTER_NEAREST)
         return TrackResult(
             labels=labels,
-            confidences={i: float(c) for i, c in zip(self._ids, confidence.cpu().tolist(), strict=True)},
-            foreground=foreground.float().cpu().numpy(),
+            confidences={i: float(c) for i, c in zip(self._ids, confidence, strict=True)},
+            foreground=foreground,
             object_ids=list(self._ids),
         )
 
@@ -248,30 +249,21 @@ class Tracker:
         if min(image.shape[:2]) < 8:
             raise ValueError(f"image of size {image.shape[:2]} is too small to track")
 
-    def _frame_geometry(self, size: Tuple[int, int]) -> Tuple[int, int, int, int]:
-        h, w = size
-        if self.internal_size is None:
-            return h, w, h, w
-        scale = self.internal_size / min(h, w)
-        return h, w, max(1, round(h * scale)), max(1, round(w * scale))
-
     @staticmethod
     def _resize(array: np.ndarray, geometry: Tuple[int, int, int, int], interpolation: int) -> np.ndarray:
-        h, w, ih, iw = geometry
-        if (h, w) == (ih, iw):
+        """Resize from geometry[:2] to geometry[2:] (h, w) unless they are equal."""
+        h, w, th, tw = geometry
+        if (h, w) == (th, tw):
             return array
-        return cv2.resize(array, (iw, ih), interpolation=interpolation)
+        return cv2.resize(array, (tw, th), interpolation=interpolation)
 
-    def _pad(self, tensor: torch.Tensor, geometry: Tuple[int, int, int, int], mode: str = "constant") -> torch.Tensor:
-        ih, iw = geometry[2:]
-        pad_h, pad_w = -ih % PAD_MULTIPLE, -iw % PAD_MULTIPLE
-        if not (pad_h or pad_w):
-            return tensor
-        return F.pad(tensor, (0, pad_w, 0, pad_h), mode=mode)
-
-    def _to_tensor(self, image: np.ndarray, geometry: Tuple[int, int, int, int]) -> torch.Tensor:
-        """(1, 3, H', W') float RGB in [0, 255], resized to the internal size and padded."""
+    def _to_input(self, image: np.ndarray, geometry: Tuple[int, int, int, int]) -> np.ndarray:
+        """(1, 3, h, w) float32 RGB in [0, 255] at the internal size."""
         resized = self._resize(image, geometry, cv2.INTER_AREA)
-        tensor = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device)
-        tensor = tensor.permute(2, 0, 1)[None].float()
-        return self._pad(tensor, geometry, mode="replicate")
+        return np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

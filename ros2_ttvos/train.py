@@ -28,11 +28,12 @@ import yaml
 from tqdm import tqdm
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
-from ros2_ttvos.tracker import Tracker, resolve_device
+from ros2_ttvos.tracker import Tracker
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
@@ -86,7 +87,7 @@ class Trainer:
         self.run_dir = Path(config["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(int(config.get("threads", 2)))
-        self.device = resolve_device(config.get("device", "auto"))
+        self.device = resolve_torch_device(config.get("device", "auto"))
         torch.manual_seed(config["seed"])
         self.rng = np.random.default_rng(config["seed"])
         self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
@@ -215,7 +216,9 @@ class Trainer:
 
     def holdout_check(self) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
-        tracker = Tracker(self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240))
+        tracker = Tracker.from_model(
+            self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240)
+        )
         scores = evaluate_sequences(tracker, self.holdout)
         if scores["JF_mean"] > self.best_jf:
             self.best_jf = scores["JF_mean"]

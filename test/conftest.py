@@ -26,6 +26,16 @@ def network():
     return TTVOS(pretrained_backbone=True).eval()
 
 
+@pytest.fixture(scope="session")
+def export_dir(network, tmp_path_factory):
+    """``network`` exported with ttvos-export's ``export`` (ONNX graphs and state.json)."""
+    from ros2_ttvos.export import export
+
+    out = tmp_path_factory.mktemp("onnx")
+    export(network, out)
+    return out
+
+
 def two_object_mask(mask: np.ndarray) -> np.ndarray:
     """Split a one-object mask into object 1 (left half of it) and object 2 (right half)."""
     xs = np.nonzero(mask)[1]

@@ -44,7 +44,7 @@ def test_davis17_palette_masks_and_late_objects(tmp_path, clip, network):
     sequence = davis.sequence("toy")
     assert set(np.unique(sequence.mask(0))) == {0, 1}
     assert set(np.unique(sequence.mask(3))) == {0, 1, 2}
-    run = track_sequence(Tracker(network, device="cpu", internal_size=96), sequence)
+    run = track_sequence(Tracker.from_model(network, device="cpu", internal_size=96), sequence)
     assert run.object_ids == [1, 2]
     assert run.labels.shape == (5, 240, 427)
     np.testing.assert_array_equal(run.labels[2][run.truth[2] == 2], 2)  # given on its first frame

@@ -42,7 +42,7 @@ def weights(network, tmp_path_factory):
     return path
 
 
-def start_node(tmp_path, weights, name="ttvos", **parameters):
+def start_node(tmp_path, weights, name="ttvos", namespace="", **parameters):
     defaults = {
         "weights": str(weights),
         "internal_size": INTERNAL_SIZE,
@@ -50,7 +50,7 @@ def start_node(tmp_path, weights, name="ttvos", **parameters):
         "process_every_frame": True,
         "max_objects": 4,
     }
-    return harness.NodeProcess(ENV, {**defaults, **parameters}, tmp_path / f"{name}.log", name=name)
+    return harness.NodeProcess(ENV, {**defaults, **parameters}, tmp_path / f"{name}.log", name, namespace)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_every_frame_equals_the_offline_tracker(node, ros_client, clip, network)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    offline = Tracker(network, device="cpu", internal_size=INTERNAL_SIZE)
+    offline = Tracker.from_model(network, device="cpu", internal_size=INTERNAL_SIZE)
     offline.add_objects(frames[0], masks[0])
     expected = [offline.step(frame) for frame in frames[1:]]
     torch.set_num_threads(threads)
@@ -105,6 +105,31 @@ def test_every_frame_equals_the_offline_tracker(node, ros_client, clip, network)
     assert [o.id for o in objects.objects] == [1]
     assert objects.objects[0].confidence == pytest.approx(expected[-1].confidences[1], abs=1e-5)
     assert objects.objects[0].area == int((expected[-1].labels == 1).sum())
+
+
+def test_onnxruntime_backend_node_every_frame(tmp_path, export_dir, ros_client, clip, network):
+    frames, masks = clip
+    process = start_node(tmp_path, export_dir, name="ttvos_onnx", namespace="onnx", backend="onnxruntime")
+    client = harness.Client(node_name="ttvos_onnx", namespace="onnx")
+    try:
+        client.wait_for_node(process)
+        reset_outputs(ros_client)
+        request = client.targets_request(masks[0], SECOND, replace=True, image=frames[0])
+        response = client.call(client.set_targets, request)
+        assert response.success, response.message
+        for index, frame in enumerate(frames[1:6], start=1):
+            client.publish(frame, SECOND + index * 33_000_000)
+            time.sleep(0.02)
+        client.wait_for_masks(5)
+        offline = Tracker.from_model(network, device="cpu", internal_size=INTERNAL_SIZE)
+        offline.add_objects(frames[0], masks[0])
+        expected = [offline.step(frame).labels for frame in frames[1:6]]
+        received = [conversions.image_to_labels(m) for m in client.masks[:5]]
+        assert np.mean(np.stack(received) == np.stack(expected)) >= 0.999
+        assert "onnxruntime on cpu" in process.log()
+    finally:
+        client.close()
+        assert process.stop() == 0
 
 
 @pytest.mark.parametrize(

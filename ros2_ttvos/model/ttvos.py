@@ -163,7 +163,9 @@ class TTVOS(nn.Module):
         x = self._clue(feats, hist)
         key = self.lt_key(x).flatten(2)
         value = self.lt_value(x).flatten(2)
-        return torch.softmax(key @ value.transpose(1, 2) / math.sqrt(key.shape[-1]), dim=-1)
+        # sqrt(HW) as a tensor op, so that an exported graph keeps it dynamic in the frame size.
+        scale = torch.sqrt(torch._shape_as_tensor(key)[-1].to(key.dtype))
+        return torch.softmax(key @ value.transpose(1, 2) / scale, dim=-1)
 
     def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         n = hist.shape[0]

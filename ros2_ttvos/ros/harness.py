@@ -70,8 +70,17 @@ def use_environment(env: Dict[str, str]) -> None:
 class NodeProcess:
     """``ttvos_node`` as a subprocess; stopped with SIGINT, then killed after a timeout."""
 
-    def __init__(self, env: Dict[str, str], parameters: Dict[str, object], log_path: Path, name: str = "ttvos"):
+    def __init__(
+        self,
+        env: Dict[str, str],
+        parameters: Dict[str, object],
+        log_path: Path,
+        name: str = "ttvos",
+        namespace: str = "",
+    ):
         args = [sys.executable, "-m", "ros2_ttvos.ros.node", "--ros-args", "-r", f"__node:={name}"]
+        if namespace:
+            args += ["-r", f"__ns:=/{namespace}"]
         for key, value in parameters.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]

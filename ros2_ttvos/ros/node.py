@@ -56,7 +56,8 @@ def _descriptor(description: str, *, runtime: bool = False, integer=None, floati
 # name -> (default, descriptor). Every parameter of the node is declared here, in one place.
 PARAMETERS = {
     "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
-    "weights": ("", _descriptor("checkpoint path; empty = the weights shipped with the package")),
+    "weights": ("", _descriptor("checkpoint (torch) or ttvos-export folder (onnxruntime); empty = shipped")),
+    "backend": ("torch", _descriptor("torch, onnxruntime, or auto (onnxruntime when weights is an export folder)")),
     "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
     "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
     "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
@@ -82,6 +83,7 @@ class NodeConfig:
 
     device: str
     weights: str
+    backend: str
     internal_size: int
     threads: int
     max_objects: int
@@ -158,6 +160,8 @@ class TTVOSNode(LifecycleNode):
         for parameter in parameters:
             if parameter.name == "image_transport" and parameter.value not in ("raw", "compressed"):
                 return SetParametersResult(successful=False, reason="image_transport must be raw or compressed")
+            if parameter.name == "backend" and parameter.value not in ("torch", "onnxruntime", "auto"):
+                return SetParametersResult(successful=False, reason="backend must be torch, onnxruntime or auto")
             if (
                 self.config is not None
                 and parameter.name in PARAMETERS
@@ -184,13 +188,11 @@ class TTVOSNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self._read_config()
         try:
-            if config.threads > 0:
-                import torch
-
-                torch.set_num_threads(config.threads)
             tracker = Tracker.from_pretrained(
                 config.weights or None,
                 device=config.device,
+                backend=config.backend,
+                threads=config.threads or None,
                 internal_size=config.internal_size,
                 confidence_threshold=config.confidence_threshold,
             )
@@ -214,7 +216,7 @@ class TTVOSNode(LifecycleNode):
         ]
         self._state_label = "inactive"
         self.get_logger().info(
-            f"configured: device {tracker.device}, internal size {config.internal_size}, "
+            f"configured: {tracker.backend.name} on {tracker.device}, internal size {config.internal_size}, "
             f"weights {config.weights or 'shipped'}, "
             f"{'every frame' if config.process_every_frame else 'latest frame'} mode"
         )
@@ -275,11 +277,8 @@ class TTVOSNode(LifecycleNode):
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
         with self._tracker_lock:
-            if self.tracker is not None and self.tracker.device.type == "cuda":
-                import torch
-
-                self.tracker = None
-                torch.cuda.empty_cache()
+            if self.tracker is not None:
+                self.tracker.close()
             self.tracker = None
         self.config = None
 

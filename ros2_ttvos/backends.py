@@ -1,0 +1,127 @@
+"""Inference backends of the Tracker: the same two graphs (``model.streaming``) run by PyTorch,
+or ONNX Runtime. Backends take and return numpy arrays; only the torch backend imports
+torch, so a deployment with numpy, OpenCV and a runtime alone runs the tracker and the node.
+
+Every backend offers:
+  encode(image, masks) -> state                 image (1, 3, H, W) float32, masks (N, 1, H, W)
+  step(image, state, threshold) -> (slots, confidence, foreground, state)
+with state = (hist, st, lt, updates) float32 arrays whose first axis is the object.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnxruntime")
+EXPORT_FILES = ("encoder.onnx", "step.onnx", "state.json")
+
+State = Tuple[np.ndarray, ...]
+
+
+def resolve_torch_device(device: str):
+    """'auto' -> CUDA when available (logged), else CPU; otherwise the named device, checked."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda:0")
+        LOG.info("device=auto: no CUDA device, running on CPU")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda:N)") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r} (use auto, cpu or cuda:N)")
+    if resolved.type == "cuda" and (
+        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    return resolved
+
+
+class TorchBackend:
+    """Eager PyTorch on CPU or CUDA."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str = "auto"):
+        import torch
+
+        from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
+
+        self._torch = torch
+        self._device = device if isinstance(device, torch.device) else resolve_torch_device(device)
+        self.device = str(self._device)
+        self.model = model.to(self._device).eval()
+        self._encoder = ObjectEncoder(self.model)
+        self._step = TrackingStep(self.model)
+
+    def _tensors(self, *arrays):
+        return [self._torch.from_numpy(np.ascontiguousarray(a)).to(self._device) for a in arrays]
+
+    def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
+        with self._torch.inference_mode():
+            return tuple(t.cpu().numpy() for t in self._encoder(*self._tensors(image, masks)))
+
+    def step(self, image: np.ndarray, state: State, threshold: float):
+        with self._torch.inference_mode():
+            inputs = self._tensors(image, *state, np.asarray(threshold, np.float32))
+            slots, confidence, foreground, *new_state = (t.cpu().numpy() for t in self._step(*inputs))
+        return slots, confidence, foreground, tuple(new_state)
+
+    def close(self) -> None:
+        if self._device.type == "cuda":
+            del self.model, self._encoder, self._step
+            self._torch.cuda.empty_cache()
+
+
+def check_export_dir(path: Path) -> dict:
+    """The export's state.json; ValueError when the folder is not a complete export."""
+    missing = [name for name in EXPORT_FILES if not (path / name).is_file()]
+    if missing:
+        raise ValueError(f"{path} is not a ttvos-export folder (missing {', '.join(missing)})")
+    return json.loads((path / "state.json").read_text())
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on CPU (or CUDA when its provider is installed) over a ttvos-export folder."""
+
+    name = "onnxruntime"
+
+    def __init__(self, export_dir: Union[str, Path], device: str = "auto", threads: Optional[int] = None):
+        import onnxruntime as ort
+
+        export_dir = Path(export_dir)
+        self.description = check_export_dir(export_dir)
+        available = ort.get_available_providers()
+        if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in available):
+            if "CUDAExecutionProvider" not in available:
+                raise ValueError(f"device {device!r}: this onnxruntime has no CUDA provider ({available})")
+            providers, self.device = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+        elif device in ("auto", "cpu"):
+            providers, self.device = ["CPUExecutionProvider"], "cpu"
+        else:
+            raise ValueError(f"unsupported device {device!r} (use auto, cpu or cuda:N)")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self._encoder = ort.InferenceSession(str(export_dir / "encoder.onnx"), options, providers=providers)
+        self._step = ort.InferenceSession(str(export_dir / "step.onnx"), options, providers=providers)
+
+    def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
+        return tuple(self._encoder.run(None, {"image": image, "masks": masks}))
+
+    def step(self, image: np.ndarray, state: State, threshold: float):
+        feed = {"image": image, "threshold": np.asarray(threshold, np.float32)}
+        feed.update(zip(("hist", "st", "lt", "updates"), state, strict=True))
+        slots, confidence, foreground, *new_state = self._step.run(None, feed)
+        return slots, confidence, foreground, tuple(new_state)
+
+    def close(self) -> None:
+        self._encoder = self._step = None

@@ -1,0 +1,74 @@
+"""ttvos-export round trip and ONNX Runtime / PyTorch parity on a 50-frame DAVIS clip."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.data.davis import Davis
+from ros2_ttvos.export import validate
+from ros2_ttvos.tracker import Tracker
+
+SHARED_DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "DAVIS"
+
+
+def test_export_cli_writes_and_validates(network, tmp_path):
+    weights = tmp_path / "weights.pt"
+    checkpoint.save_atomic(checkpoint.model_payload(network), weights)
+    out = tmp_path / "export"
+    result = subprocess.run(
+        [sys.executable, "-m", "ros2_ttvos.export", "--weights", str(weights), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "checked with ONNX Runtime" in result.stdout
+    assert {p.name for p in out.iterdir()} >= {"encoder.onnx", "step.onnx", "state.json"}
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(weights.read_bytes()[:2000])
+    result = subprocess.run(
+        [sys.executable, "-m", "ros2_ttvos.export", "--weights", str(damaged), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "truncated or corrupt" in result.stderr
+
+
+def test_validation_at_other_sizes_and_object_counts(network, export_dir):
+    gaps = validate(network, export_dir)
+    assert gaps["foreground"] < 1e-3 and gaps["confidence"] < 1e-3 and gaps["slots_equal"] >= 0.999
+
+
+def test_onnxruntime_backend_imports_no_torch(export_dir):
+    code = (
+        "import sys, numpy as np\n"
+        "from ros2_ttvos.tracker import Tracker\n"
+        f"t = Tracker.from_pretrained({str(export_dir)!r}, device='cpu', backend='onnxruntime', internal_size=96)\n"
+        "image = np.zeros((120, 200, 3), np.uint8); mask = np.zeros((120, 200), np.uint8); mask[30:90, 40:120] = 3\n"
+        "t.add_objects(image, mask); r = t.step(image)\n"
+        "assert r.labels.shape == (120, 200) and list(r.confidences) == [3]\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir):
+    sequence = Davis(SHARED_DAVIS, 2016, "val").sequence("blackswan")
+    assert len(sequence) == 50
+    trackers = [
+        Tracker.from_model(network, device="cpu", internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime", internal_size=240),
+    ]
+    for tracker in trackers:
+        tracker.add_objects(sequence.image(0), sequence.mask(0))
+    equal = total = 0
+    for index in range(1, len(sequence)):
+        image = sequence.image(index)
+        by_torch, by_onnx = (tracker.step(image) for tracker in trackers)
+        equal += int((by_torch.labels == by_onnx.labels).sum())
+        total += by_torch.labels.size
+        assert abs(by_torch.confidences[1] - by_onnx.confidences[1]) < 1e-3
+    assert equal / total >= 0.999
