@@ -36,6 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ttvos-demo = ros2_ttvos.demo:main",
+            "ttvos-bag = ros2_ttvos.ros.bag:main",
             "ttvos-bench = ros2_ttvos.bench:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
             "ttvos-export = ros2_ttvos.export:main",

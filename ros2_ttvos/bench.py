@@ -6,7 +6,9 @@
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
-processed at its own short side, for 1, 2 and 4 objects, after warm-up; torch threads = cores.
+processed at its own short side, for 1, 2 and 4 objects, after warm-up; threads = cores; for the
+torch backend and, side by side in the same run, the ONNX Runtime backend (an export made on the
+fly), with the 4-vs-1-object and backend speed-up ratios.
 Memory: state bytes and peak RSS after 100 and after ``--memory-frames`` frames of one stream.
 Each mode updates its own section of the results file and leaves the others.
 """
@@ -16,6 +18,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -26,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
+from ros2_ttvos.export import export
 from ros2_ttvos.tracker import Tracker
 
 SIZES = [(480, 854), (240, 427)]
@@ -90,11 +94,25 @@ def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
     return out
 
 
-def model_info(tracker: Tracker, shape=(480, 864)) -> Dict[str, float]:
+def speed_ratios(rows: List[Dict]) -> Dict[str, float]:
+    """4-object vs 1-object cost per backend and size, and each backend's speed-up over torch."""
+    ms = {(r["backend"], r["device"], tuple(r["input"]), r["objects"]): r["median_ms"] for r in rows}
+    ratios = {}
+    for backend, device, shape, objects in ms:
+        name = f"{backend}/{device}/{shape[0]}x{shape[1]}"
+        if objects == 4:
+            ratios[f"{name}: 4 objects / 1 object"] = ms[(backend, device, shape, 4)] / ms[(backend, device, shape, 1)]
+        if backend != "torch" and ("torch", device, shape, objects) in ms:
+            ratios[f"{name}/{objects} objects: speed-up over torch"] = (
+                ms[("torch", device, shape, objects)] / ms[(backend, device, shape, objects)]
+            )
+    return ratios
+
+
+def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
     """Parameters and FLOPs of one tracking step (backbone + one object) at ``shape``."""
-    model = tracker.model
-    image = torch.rand(1, 3, *shape, device=tracker.device) * 255
-    mask = torch.zeros(1, 1, *shape, device=tracker.device)
+    image = torch.rand(1, 3, *shape, device=device) * 255
+    mask = torch.zeros(1, 1, *shape, device=device)
     mask[..., shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 1
     with torch.inference_mode():
         state = model.init_state(model.encode_image(image), mask)
@@ -205,6 +223,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--memory-frames", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: cores)")
     parser.add_argument("--model-info", action="store_true", help="print parameters and GFLOPs only")
+    parser.add_argument(
+        "--backends", type=lambda v: v.split(","), default=["torch", "onnxruntime"], help="comma-separated"
+    )
     parser.add_argument("--ros", action="store_true", help="end-to-end latency through DDS (the node)")
     parser.add_argument("--ros-seconds", type=float, default=20.0, help="stream length per rate in --ros")
     parser.add_argument("--internal-size", type=int, default=480, help="node processing size in --ros")
@@ -229,29 +250,43 @@ def main(argv: Optional[List[str]] = None) -> int:
         update_results(args.out, {"ros": {"git_commit": git_commit(), "streams": rows}})
         return 0
     tracker = Tracker.from_pretrained(args.weights, device=args.device)
-    info = model_info(tracker)
+    model = tracker.backend.model
+    info = model_info(model, tracker.device)
     print(
         f"parameters {info['parameters'] / 1e6:.2f} M ({info['parameters_excluding_backbone'] / 1e6:.2f} M "
         f"outside the backbone), {info['gflops_per_frame']:.2f} GFLOPs per frame at 480x864, one object"
     )
     if args.model_info:
         return 0
-    results = {"device": str(tracker.device), "threads": args.threads, "git_commit": git_commit(), **info}
-    devices = [tracker.device] + ([torch.device("cpu")] if tracker.device.type == "cuda" else [])
+    results = {"threads": args.threads, "git_commit": git_commit(), **info}
+    runs = [("torch", tracker.device)] + ([("torch", "cpu")] if tracker.device.startswith("cuda") else [])
+    if "onnxruntime" in args.backends:
+        runs.append(("onnxruntime", "auto"))
     results["speed"] = []
-    print(f"\n{'device':8} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7}")
-    for device in devices:
-        runner = Tracker(tracker.model, device, internal_size=None)
-        for shape in SIZES:
-            for objects in OBJECT_COUNTS:
-                row = {"device": str(device), "input": list(shape), "objects": objects}
-                row.update(time_steps(runner, shape, objects, args.frames))
-                results["speed"].append(row)
-                print(
-                    f"{device.type:8} {shape[0]:>4}x{shape[1]:<4} {objects:>7} {row['median_ms']:>10.1f} "
-                    f"{row['p95_ms']:>8.1f} {row['fps']:>7.2f}"
+    print(f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7}")
+    with tempfile.TemporaryDirectory() as export_dir:
+        if "onnxruntime" in args.backends:
+            export(model, Path(export_dir))
+        for backend, device in runs:
+            if backend == "torch":
+                runner = Tracker.from_model(model, device, internal_size=None)
+            else:
+                runner = Tracker.from_pretrained(
+                    export_dir, device, backend="onnxruntime", threads=args.threads, internal_size=None
                 )
-    runner = Tracker(tracker.model, tracker.device, internal_size=None)
+            for shape in SIZES:
+                for objects in OBJECT_COUNTS:
+                    row = {"backend": backend, "device": runner.device, "input": list(shape), "objects": objects}
+                    row.update(time_steps(runner, shape, objects, args.frames))
+                    results["speed"].append(row)
+                    print(
+                        f"{backend:12} {runner.device:6} {shape[0]:>4}x{shape[1]:<4} {objects:>7} "
+                        f"{row['median_ms']:>10.1f} {row['p95_ms']:>8.1f} {row['fps']:>7.2f}"
+                    )
+    results["ratios"] = speed_ratios(results["speed"])
+    for key, value in results["ratios"].items():
+        print(f"  {key}: {value:.2f}")
+    runner = Tracker.from_model(model, tracker.device, internal_size=None)
     results["memory"] = memory_run(runner, SIZES[1], args.memory_frames)
     memory = results["memory"]
     print(f"\nmemory, one stream at {SIZES[1][0]}x{SIZES[1][1]}, 2 objects:")

@@ -110,11 +110,16 @@ class NodeProcess:
 class Client:
     """A client node: publishes frames to the node, calls its services, collects its outputs."""
 
-    def __init__(self, node_name: str = "ttvos", namespace: str = ""):
+    def __init__(self, node_name: str = "ttvos", namespace: str = "", compressed: bool = False):
         self.node = Node("ttvos_test_client", namespace=namespace)
         self.target = node_name
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", reliable)
+        if compressed:
+            from sensor_msgs.msg import CompressedImage
+
+            self.image_pub = self.node.create_publisher(CompressedImage, "image/compressed", reliable)
+        else:
+            self.image_pub = self.node.create_publisher(Image, "image", reliable)
         self.masks: List[Image] = []
         self.objects: List[TrackedObjects] = []
         self.received_at: List[float] = []
@@ -140,7 +145,7 @@ class Client:
         self.masks.append(msg)
 
     def wait_for_node(self, process: Optional[NodeProcess] = None, timeout: float = 120.0) -> None:
-        """Wait until the node's services answer and it subscribes to ``image``."""
+        """Wait until the node's services answer and it subscribes to the image topic."""
         self.wait_until(
             lambda: self.set_targets.service_is_ready() and self.image_pub.get_subscription_count() > 0,
             "the node's set_targets service and image subscription",
