@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, metrics
@@ -125,8 +125,9 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
     out.mkdir(parents=True, exist_ok=True)
     tracker = None
     if args.score is None:
-        torch.set_num_threads(args.threads)
-        tracker = Tracker.from_pretrained(args.weights, device=args.device, internal_size=args.internal_size)
+        tracker = Tracker.from_pretrained(
+            args.weights, args.device, args.backend, threads=args.threads, internal_size=args.internal_size
+        )
     all_scores, rows = [], []
     step_seconds: List[float] = []
     io_seconds = 0.0
@@ -165,7 +166,8 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         io_ms_per_frame=1000 * io_seconds / n_frames if tracker is not None else None,
         n_sequences=len(sequences),
         n_frames=n_frames,
-        device=str(tracker.device) if tracker else None,
+        device=tracker.device if tracker else None,
+        backend=tracker.backend.name if tracker else None,
         internal_size=args.internal_size if tracker else None,
         threads=args.threads if tracker else None,
         weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
@@ -191,10 +193,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--split", default="val")
     parser.add_argument("--resolution", default="480p")
     parser.add_argument("--sequences", type=lambda s: [x for x in s.split(",") if x], help="a,b,c (default: all)")
-    parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
+    parser.add_argument("--weights", type=Path, help="checkpoint or export folder (default: the shipped weights)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of the backend")
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
     parser.add_argument("--out", type=Path, required=True)

@@ -36,11 +36,17 @@ def test_backbone_strides_and_frozen_blocks():
     assert trainable and all(name.startswith("blocks.15.") for name in trainable)
 
 
-def test_segment_shapes_and_state_size(network):
+def two_box_objects():
+    """A random 96x160 frame and masks (2, 1, 96, 160) of two boxes."""
     image = torch.rand(1, 3, 96, 160) * 255
     mask = torch.zeros(2, 1, 96, 160)
     mask[0, :, 20:60, 30:80] = 1
     mask[1, :, 40:90, 100:150] = 1
+    return image, mask
+
+
+def test_segment_shapes_and_state_size(network):
+    image, mask = two_box_objects()
     with torch.no_grad():
         feats = network.encode_image(image)
         state = network.init_state(feats, mask)
@@ -54,10 +60,7 @@ def test_segment_shapes_and_state_size(network):
 
 
 def test_objects_in_one_batch_equal_objects_alone(network):
-    image = torch.rand(1, 3, 96, 160) * 255
-    mask = torch.zeros(2, 1, 96, 160)
-    mask[0, :, 20:60, 30:80] = 1
-    mask[1, :, 40:90, 100:150] = 1
+    image, mask = two_box_objects()
     with torch.no_grad():
         feats = network.encode_image(image)
         together = network.segment(feats, network.init_state(feats, mask)).logits

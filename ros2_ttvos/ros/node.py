@@ -309,7 +309,12 @@ class TTVOSNode(LifecycleNode):
             frame = self._queue.get()
             if frame is None:
                 return
-            self._process(frame)
+            try:
+                self._process(frame)
+            except Exception as error:  # the worker must outlive any one frame (e.g. out of GPU memory)
+                self._bad_frames += 1
+                self._last_error = f"frame failed: {type(error).__name__}: {error}"
+                self.get_logger().error(self._last_error, throttle_duration_sec=5.0)
 
     def _process(self, frame: Frame) -> None:
         start = time.monotonic()
