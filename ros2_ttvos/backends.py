@@ -1,5 +1,5 @@
 """Inference backends of the Tracker: the same two graphs (``model.streaming``) run by PyTorch,
-or ONNX Runtime. Backends take and return numpy arrays; only the torch backend imports
+ONNX Runtime or OpenVINO. Backends take and return numpy arrays; only the torch backend imports
 torch, so a deployment with numpy, OpenCV and a runtime alone runs the tracker and the node.
 
 Every backend offers:
@@ -16,7 +16,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 LOG = logging.getLogger(__name__)
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 EXPORT_FILES = ("encoder.onnx", "step.onnx", "state.json")
 
 State = Tuple[np.ndarray, ...]
@@ -121,6 +121,53 @@ class OnnxRuntimeBackend:
         feed = {"image": image, "threshold": np.asarray(threshold, np.float32)}
         feed.update(zip(("hist", "st", "lt", "updates"), state, strict=True))
         slots, confidence, foreground, *new_state = self._step.run(None, feed)
+        return slots, confidence, foreground, tuple(new_state)
+
+    def close(self) -> None:
+        self._encoder = self._step = None
+
+
+class OpenVinoBackend:
+    """OpenVINO on the CPU over a ttvos-export folder (it compiles the same ONNX graphs)."""
+
+    name = "openvino"
+
+    PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+    def __init__(
+        self,
+        export_dir: Union[str, Path],
+        device: str = "auto",
+        threads: Optional[int] = None,
+        precision: str = "fp32",
+    ):
+        import openvino as ov
+
+        export_dir = Path(export_dir)
+        self.description = check_export_dir(export_dir)
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"the openvino backend runs on the CPU here; device {device!r} is not supported")
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(self.PRECISIONS)}, got {precision!r}")
+        self.device = "cpu"
+        self.precision = precision
+        core = ov.Core()
+        # The precision is always explicit: OpenVINO would otherwise pick bf16 on CPUs that have it.
+        config = {"INFERENCE_PRECISION_HINT": self.PRECISIONS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self._encoder = core.compile_model(str(export_dir / "encoder.onnx"), "CPU", config)
+        self._step = core.compile_model(str(export_dir / "step.onnx"), "CPU", config)
+
+    def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
+        result = self._encoder({"image": image, "masks": masks})
+        return tuple(np.array(result[output]) for output in self._encoder.outputs)
+
+    def step(self, image: np.ndarray, state: State, threshold: float):
+        feed = {"image": image, "threshold": np.asarray(threshold, np.float32)}
+        feed.update(zip(("hist", "st", "lt", "updates"), state, strict=True))
+        result = self._step(feed)
+        slots, confidence, foreground, *new_state = (np.array(result[output]) for output in self._step.outputs)
         return slots, confidence, foreground, tuple(new_state)
 
     def close(self) -> None:

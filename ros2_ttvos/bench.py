@@ -7,8 +7,8 @@
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
 processed at its own short side, for 1, 2 and 4 objects, after warm-up; threads = cores; for the
-torch backend and, side by side in the same run, the ONNX Runtime backend (an export made on the
-fly), with the 4-vs-1-object and backend speed-up ratios.
+torch backend and, side by side in the same run, the ONNX Runtime and OpenVINO backends (fp32, on
+an export made on the fly), with the 4-vs-1-object and backend speed-up ratios.
 Memory: state bytes and peak RSS after 100 and after ``--memory-frames`` frames of one stream.
 Each mode updates its own section of the results file and leaves the others.
 """
@@ -224,7 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: cores)")
     parser.add_argument("--model-info", action="store_true", help="print parameters and GFLOPs only")
     parser.add_argument(
-        "--backends", type=lambda v: v.split(","), default=["torch", "onnxruntime"], help="comma-separated"
+        "--backends", type=lambda v: v.split(","), default=["torch", "onnxruntime", "openvino"], help="comma-separated"
     )
     parser.add_argument("--ros", action="store_true", help="end-to-end latency through DDS (the node)")
     parser.add_argument("--ros-seconds", type=float, default=20.0, help="stream length per rate in --ros")
@@ -260,19 +260,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     results = {"threads": args.threads, "git_commit": git_commit(), **info}
     runs = [("torch", tracker.device)] + ([("torch", "cpu")] if tracker.device.startswith("cuda") else [])
-    if "onnxruntime" in args.backends:
-        runs.append(("onnxruntime", "auto"))
+    runs += [(backend, "auto") for backend in ("onnxruntime", "openvino") if backend in args.backends]
     results["speed"] = []
     print(f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7}")
     with tempfile.TemporaryDirectory() as export_dir:
-        if "onnxruntime" in args.backends:
+        if any(backend != "torch" for backend, _ in runs):
             export(model, Path(export_dir))
         for backend, device in runs:
             if backend == "torch":
                 runner = Tracker.from_model(model, device, internal_size=None)
             else:
                 runner = Tracker.from_pretrained(
-                    export_dir, device, backend="onnxruntime", threads=args.threads, internal_size=None
+                    export_dir, device, backend=backend, threads=args.threads, internal_size=None
                 )
             for shape in SIZES:
                 for objects in OBJECT_COUNTS:

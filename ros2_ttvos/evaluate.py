@@ -126,7 +126,12 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
     tracker = None
     if args.score is None:
         tracker = Tracker.from_pretrained(
-            args.weights, args.device, args.backend, threads=args.threads, internal_size=args.internal_size
+            args.weights,
+            args.device,
+            args.backend,
+            threads=args.threads,
+            precision=args.precision,
+            internal_size=args.internal_size,
         )
     all_scores, rows = [], []
     step_seconds: List[float] = []
@@ -168,6 +173,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         n_frames=n_frames,
         device=tracker.device if tracker else None,
         backend=tracker.backend.name if tracker else None,
+        precision=args.precision if tracker else None,
         internal_size=args.internal_size if tracker else None,
         threads=args.threads if tracker else None,
         weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
@@ -194,7 +200,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--resolution", default="480p")
     parser.add_argument("--sequences", type=lambda s: [x for x in s.split(",") if x], help="a,b,c (default: all)")
     parser.add_argument("--weights", type=Path, help="checkpoint or export folder (default: the shipped weights)")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino", "auto"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: openvino only")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of the backend")

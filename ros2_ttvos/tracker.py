@@ -101,6 +101,7 @@ class Tracker:
         device: str = "auto",
         backend: str = "torch",
         threads: Optional[int] = None,
+        precision: str = "fp32",
         **kwargs,
     ) -> "Tracker":
         """Build a tracker; ``weights`` None = the weights shipped with the package.
@@ -108,18 +109,24 @@ class Tracker:
         backend "torch": ``weights`` is a checkpoint file. Without shipped weights the network gets
         its ImageNet backbone and an untrained head, with a warning. A missing or damaged file
         raises ``checkpoint.CheckpointError``.
-        backend "onnxruntime": ``weights`` is a folder written by ``ttvos-export``.
+        backend "onnxruntime" or "openvino": ``weights`` is a folder written by ``ttvos-export``.
         backend "auto": onnxruntime when ``weights`` is an export folder and onnxruntime imports,
         else torch.
         threads: CPU threads of the backend (None: its default).
+        precision: "fp32", or "bf16" with the openvino backend (faster on CPUs with bf16 units; its
+        accuracy cost is measured, never a silent default).
         """
+        if precision != "fp32" and backend != "openvino":
+            raise ValueError(f"precision {precision!r} needs the openvino backend; {backend} runs fp32")
         if backend == "auto":
             is_export = weights is not None and Path(weights).is_dir()
             backend = "onnxruntime" if is_export and _importable("onnxruntime") else "torch"
-        if backend == "onnxruntime":
+        if backend in ("onnxruntime", "openvino"):
             if weights is None:
-                raise ValueError("the onnxruntime backend needs weights=<folder written by ttvos-export>")
-            return cls(backends.OnnxRuntimeBackend(weights, device, threads), **kwargs)
+                raise ValueError(f"the {backend} backend needs weights=<folder written by ttvos-export>")
+            if backend == "onnxruntime":
+                return cls(backends.OnnxRuntimeBackend(weights, device, threads), **kwargs)
+            return cls(backends.OpenVinoBackend(weights, device, threads, precision), **kwargs)
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; use one of {backends.BACKENDS} or auto")
         from ros2_ttvos import checkpoint

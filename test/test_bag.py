@@ -73,6 +73,9 @@ def test_bag_without_ground_truth_tracks_from_a_targets_file(bags, weights, tmp_
     report = evaluate(bags, weights, tmp_path / "out", "--gt-topic", "none", "--targets-file", mask,
                       "--targets-frame", 0)  # fmt: skip
     assert report["scores"]["overall"] is None and report["timing"]["frames_out"] == 25
+    untracked = evaluate(bags, weights, tmp_path / "timing-only", "--gt-topic", "none")
+    assert untracked["scores"]["overall"] is None and untracked["timing"]["frames_out"] == 25
+    assert (tmp_path / "timing-only" / "overlay.mp4").is_file()
 
 
 def test_unusable_bags_fail_clearly(bags, tmp_path):

@@ -1,8 +1,10 @@
-"""ttvos-export round trip and ONNX Runtime / PyTorch parity on a 50-frame DAVIS clip."""
+"""ttvos-export round trip and ONNX Runtime / OpenVINO / PyTorch parity on a 50-frame DAVIS clip."""
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.davis import Davis
@@ -41,11 +43,12 @@ def test_validation_at_other_sizes_and_object_counts(network, export_dir):
     assert gaps["foreground"] < 1e-3 and gaps["confidence"] < 1e-3 and gaps["slots_equal"] >= 0.999
 
 
-def test_onnxruntime_backend_imports_no_torch(export_dir):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_runtime_backends_import_no_torch(export_dir, backend):
     code = (
         "import sys, numpy as np\n"
         "from ros2_ttvos.tracker import Tracker\n"
-        f"t = Tracker.from_pretrained({str(export_dir)!r}, device='cpu', backend='onnxruntime', internal_size=96)\n"
+        f"t = Tracker.from_pretrained({str(export_dir)!r}, device='cpu', backend={backend!r}, internal_size=96)\n"
         "image = np.zeros((120, 200, 3), np.uint8); mask = np.zeros((120, 200), np.uint8); mask[30:90, 40:120] = 3\n"
         "t.add_objects(image, mask); r = t.step(image)\n"
         "assert r.labels.shape == (120, 200) and list(r.confidences) == [3]\n"
@@ -55,12 +58,13 @@ def test_onnxruntime_backend_imports_no_torch(export_dir):
     assert result.returncode == 0, result.stderr
 
 
-def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir, backend):
     sequence = Davis(SHARED_DAVIS, 2016, "val").sequence("blackswan")
     assert len(sequence) == 50
     trackers = [
         Tracker.from_model(network, device="cpu", internal_size=240),
-        Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime", internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, internal_size=240),
     ]
     for tracker in trackers:
         tracker.add_objects(sequence.image(0), sequence.mask(0))
@@ -72,3 +76,9 @@ def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir):
         total += by_torch.labels.size
         assert abs(by_torch.confidences[1] - by_onnx.confidences[1]) < 1e-3
     assert equal / total >= 0.999
+
+
+def test_reduced_precision_is_never_a_default(export_dir):
+    assert Tracker.from_pretrained(export_dir, device="cpu", backend="openvino").backend.precision == "fp32"
+    with pytest.raises(ValueError, match="needs the openvino backend"):
+        Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime", precision="bf16")

@@ -57,7 +57,8 @@ def _descriptor(description: str, *, runtime: bool = False, integer=None, floati
 PARAMETERS = {
     "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
     "weights": ("", _descriptor("checkpoint (torch) or ttvos-export folder (onnxruntime); empty = shipped")),
-    "backend": ("torch", _descriptor("torch, onnxruntime, or auto (onnxruntime when weights is an export folder)")),
+    "backend": ("torch", _descriptor("torch, onnxruntime, openvino or auto (onnxruntime for an export folder)")),
+    "precision": ("fp32", _descriptor("fp32, or bf16 with the openvino backend")),
     "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
     "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
     "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
@@ -75,6 +76,11 @@ PARAMETERS = {
     "autostart": (True, _descriptor("configure and activate on start-up")),
 }
 RUNTIME_PARAMETERS = {"confidence_threshold", "publish_overlay"}
+CHOICES = {
+    "image_transport": ("raw", "compressed"),
+    "backend": ("torch", "onnxruntime", "openvino", "auto"),
+    "precision": ("fp32", "bf16"),
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class NodeConfig:
     device: str
     weights: str
     backend: str
+    precision: str
     internal_size: int
     threads: int
     max_objects: int
@@ -158,10 +165,9 @@ class TTVOSNode(LifecycleNode):
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
-            if parameter.name == "image_transport" and parameter.value not in ("raw", "compressed"):
-                return SetParametersResult(successful=False, reason="image_transport must be raw or compressed")
-            if parameter.name == "backend" and parameter.value not in ("torch", "onnxruntime", "auto"):
-                return SetParametersResult(successful=False, reason="backend must be torch, onnxruntime or auto")
+            choices = CHOICES.get(parameter.name)
+            if choices and parameter.value not in choices:
+                return SetParametersResult(successful=False, reason=f"{parameter.name} must be one of {choices}")
             if (
                 self.config is not None
                 and parameter.name in PARAMETERS
@@ -193,6 +199,7 @@ class TTVOSNode(LifecycleNode):
                 device=config.device,
                 backend=config.backend,
                 threads=config.threads or None,
+                precision=config.precision,
                 internal_size=config.internal_size,
                 confidence_threshold=config.confidence_threshold,
             )
