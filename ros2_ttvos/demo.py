@@ -34,7 +34,7 @@ def sample_clip() -> DavisSequence:
 def run_offline(args, clip: DavisSequence) -> Dict:
     from ros2_ttvos.tracker import Tracker
 
-    tracker = Tracker.from_pretrained(args.weights, device=args.device, internal_size=args.internal_size)
+    tracker = Tracker.from_pretrained(args.weights, args.device, args.backend, internal_size=args.internal_size)
     tracker.add_objects(clip.image(0), clip.mask(0))
     labels, confidences, times = [clip.mask(0)], [{1: 1.0}], []
     for index in range(1, len(clip)):
@@ -44,7 +44,8 @@ def run_offline(args, clip: DavisSequence) -> Dict:
         labels.append(result.labels)
         confidences.append(result.confidences)
         report_frame(index, result.confidences, times[-1])
-    return {"labels": labels, "confidences": confidences, "latency_s": times, "device": str(tracker.device)}
+    device = f"{tracker.backend.name} on {tracker.device}"
+    return {"labels": labels, "confidences": confidences, "latency_s": times, "device": device}
 
 
 def run_node(args, clip: DavisSequence) -> Dict:
@@ -54,7 +55,10 @@ def run_node(args, clip: DavisSequence) -> Dict:
 
     env = harness.ros_environment()
     harness.use_environment(env)
-    parameters = {"internal_size": args.internal_size, "device": args.device, "process_every_frame": True}
+    parameters = {
+        "internal_size": args.internal_size, "device": args.device, "backend": args.backend,
+        "process_every_frame": True,
+    }  # fmt: skip
     if args.weights:
         parameters["weights"] = args.weights
     node = harness.NodeProcess(env, parameters, args.out / "node.log")
@@ -93,7 +97,7 @@ def run_node(args, clip: DavisSequence) -> Dict:
             "latency_s": latency,
             "output_hz": (len(clip) - 1) / span,
             "dropped": len(clip) - len(by_stamp),
-            "device": args.device,
+            "device": f"backend {args.backend}, device {args.device}",
         }
     finally:
         client.close()
@@ -110,6 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (px)")
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz) at which frames are published")
     parser.add_argument("--offline", action="store_true", help="use the Tracker library directly, without ROS")

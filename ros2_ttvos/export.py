@@ -10,8 +10,12 @@ the command reports success.
 """
 
 import argparse
+import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -111,6 +115,32 @@ def validate(model: TTVOS, out: Path, steps: int = 3) -> Dict[str, float]:
     if worst["foreground"] > 1e-3 or worst["confidence"] > 1e-3 or worst["slots_equal"] < 0.999:
         raise RuntimeError(f"ONNX Runtime disagrees with PyTorch: {worst}")
     return worst
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ros2_ttvos" / "exports"
+
+
+def cached_export(weights: Path) -> Path:
+    """An export folder for checkpoint ``weights``, made once (validated) and kept in the user cache."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    folder = cache_root() / digest
+    if (folder / "state.json").is_file():
+        return folder
+    model = checkpoint.build_model(checkpoint.load(weights))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=folder.parent))
+    try:
+        export(model, scratch)
+        validate(model, scratch)
+        try:
+            os.rename(scratch, folder)  # atomic: a half-written export is never visible
+        except OSError:
+            if not (folder / "state.json").is_file():  # not another process's export
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -109,24 +109,23 @@ class Tracker:
         backend "torch": ``weights`` is a checkpoint file. Without shipped weights the network gets
         its ImageNet backbone and an untrained head, with a warning. A missing or damaged file
         raises ``checkpoint.CheckpointError``.
-        backend "onnxruntime" or "openvino": ``weights`` is a folder written by ``ttvos-export``.
-        backend "auto": onnxruntime when ``weights`` is an export folder and onnxruntime imports,
-        else torch.
+        backend "onnxruntime" or "openvino": ``weights`` is a folder written by ``ttvos-export``, or
+        a checkpoint (None: the shipped one) that is exported once into the user cache (needs torch).
+        backend "auto": the fastest installed for the device: openvino, else onnxruntime on a CPU;
+        torch on CUDA.
         threads: CPU threads of the backend (None: its default).
         precision: "fp32", or "bf16" with the openvino backend (faster on CPUs with bf16 units; its
         accuracy cost is measured, never a silent default).
         """
+        if backend == "auto":
+            backend = _fastest_backend(device)
         if precision != "fp32" and backend != "openvino":
             raise ValueError(f"precision {precision!r} needs the openvino backend; {backend} runs fp32")
-        if backend == "auto":
-            is_export = weights is not None and Path(weights).is_dir()
-            backend = "onnxruntime" if is_export and _importable("onnxruntime") else "torch"
         if backend in ("onnxruntime", "openvino"):
-            if weights is None:
-                raise ValueError(f"the {backend} backend needs weights=<folder written by ttvos-export>")
+            export_dir = _export_dir(weights)
             if backend == "onnxruntime":
-                return cls(backends.OnnxRuntimeBackend(weights, device, threads), **kwargs)
-            return cls(backends.OpenVinoBackend(weights, device, threads, precision), **kwargs)
+                return cls(backends.OnnxRuntimeBackend(export_dir, device, threads), **kwargs)
+            return cls(backends.OpenVinoBackend(export_dir, device, threads, precision), **kwargs)
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; use one of {backends.BACKENDS} or auto")
         from ros2_ttvos import checkpoint
@@ -274,3 +273,29 @@ def _importable(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def _fastest_backend(device: str) -> str:
+    """openvino, else onnxruntime for the CPU; torch for CUDA or when neither runtime is installed."""
+    if device.startswith("cuda") or (device == "auto" and _importable("torch") and _cuda_available()):
+        return "torch"
+    return next((name for name in ("openvino", "onnxruntime") if _importable(name)), "torch")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _export_dir(weights: Optional[Union[str, Path]]) -> Path:
+    """The export folder to run: ``weights`` itself if it is one, else a cached export of the checkpoint."""
+    if weights is not None and Path(weights).is_dir():
+        return Path(weights)
+    from ros2_ttvos import checkpoint
+    from ros2_ttvos.export import cached_export
+
+    path = checkpoint.SHIPPED_WEIGHTS if weights is None else Path(weights)
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"checkpoint not found: {path}")
+    return cached_export(path)

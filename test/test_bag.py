@@ -40,8 +40,8 @@ def weights(network, tmp_path_factory):
 
 
 def evaluate(bags, weights, out, *extra, bag="raw"):
-    result = ttvos_bag("eval", "--bag", bags / bag, "--weights", weights, "--internal-size", INTERNAL_SIZE,
-                       *extra, "--out", out)  # fmt: skip
+    options = ["--weights", weights, "--internal-size", INTERNAL_SIZE, "--backend", "torch"]
+    result = ttvos_bag("eval", "--bag", bags / bag, *options, *extra, "--out", out)
     assert result.returncode == 0, result.stderr + result.stdout
     return json.loads((out / "report.json").read_text())
 

@@ -82,3 +82,15 @@ def test_reduced_precision_is_never_a_default(export_dir):
     assert Tracker.from_pretrained(export_dir, device="cpu", backend="openvino").backend.precision == "fp32"
     with pytest.raises(ValueError, match="needs the openvino backend"):
         Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime", precision="bf16")
+
+
+def test_auto_backend_exports_a_checkpoint_once_into_the_cache(network, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = tmp_path / "weights.pt"
+    checkpoint.save_atomic(checkpoint.model_payload(network), weights)
+    tracker = Tracker.from_pretrained(weights, device="cpu", backend="auto", internal_size=96)
+    assert tracker.backend.name == "openvino"
+    exports = list((tmp_path / "cache" / "ros2_ttvos" / "exports").iterdir())
+    assert len(exports) == 1 and (exports[0] / "step.onnx").is_file()
+    Tracker.from_pretrained(weights, device="cpu", backend="onnxruntime")
+    assert list((tmp_path / "cache" / "ros2_ttvos" / "exports").iterdir()) == exports  # reused

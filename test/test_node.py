@@ -49,6 +49,7 @@ def start_node(tmp_path, weights, name="ttvos", namespace="", **parameters):
         "threads": 1,
         "process_every_frame": True,
         "max_objects": 4,
+        "backend": "torch",
     }
     return harness.NodeProcess(ENV, {**defaults, **parameters}, tmp_path / f"{name}.log", name, namespace)
 

@@ -461,7 +461,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ev.add_argument("--targets-frame", type=int, default=0, help="frame index the --targets-file belongs to")
     ev.add_argument("--segment-gap", type=float, default=0.5, help="a stamp gap (s) that starts a new segment")
     ev.add_argument("--weights", type=Path)
-    ev.add_argument("--backend", default="torch")
+    ev.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
     ev.add_argument("--device", default="auto")
     ev.add_argument("--internal-size", type=int, default=480)
     ev.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the node")

@@ -57,7 +57,7 @@ def _descriptor(description: str, *, runtime: bool = False, integer=None, floati
 PARAMETERS = {
     "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
     "weights": ("", _descriptor("checkpoint (torch) or ttvos-export folder (onnxruntime); empty = shipped")),
-    "backend": ("torch", _descriptor("torch, onnxruntime, openvino or auto (onnxruntime for an export folder)")),
+    "backend": ("auto", _descriptor("auto (fastest installed for the device), torch, onnxruntime or openvino")),
     "precision": ("fp32", _descriptor("fp32, or bf16 with the openvino backend")),
     "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
     "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
