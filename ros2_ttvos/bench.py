@@ -130,7 +130,9 @@ def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
     }
 
 
-def ros_latency(rates: List[float], seconds: float, internal_size: int, weights: Optional[Path]) -> List[Dict]:
+def ros_latency(
+    rates: List[float], seconds: float, internal_size: int, weights: Optional[Path], backend: str
+) -> List[Dict]:
     """Publish a 480x854 stream to a live-mode node at each rate; latency, output and drop rates."""
     import rclpy
 
@@ -138,7 +140,7 @@ def ros_latency(rates: List[float], seconds: float, internal_size: int, weights:
 
     env = harness.ros_environment()
     harness.use_environment(env)
-    parameters = {"internal_size": internal_size, "process_every_frame": False}
+    parameters = {"internal_size": internal_size, "process_every_frame": False, "backend": backend}
     if weights:
         parameters["weights"] = str(weights)
     node = harness.NodeProcess(env, parameters, Path("bench") / "node.log")
@@ -177,7 +179,7 @@ def ros_latency(rates: List[float], seconds: float, internal_size: int, weights:
             latency = [1000 * (t - sent[s]) for s, t in received.items() if s in sent]
             rows.append(
                 {
-                    "input": list(SIZES[0]), "internal_size": internal_size, "rate_hz": rate,
+                    "input": list(SIZES[0]), "internal_size": internal_size, "backend": backend, "rate_hz": rate,
                     "published": len(sent), "received": len(latency),
                     "output_hz": len(latency) / seconds, "drop_rate": 1 - len(latency) / len(sent),
                     "latency_ms_p50": float(np.percentile(latency, 50)),
@@ -229,6 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ros", action="store_true", help="end-to-end latency through DDS (the node)")
     parser.add_argument("--ros-seconds", type=float, default=20.0, help="stream length per rate in --ros")
     parser.add_argument("--internal-size", type=int, default=480, help="node processing size in --ros")
+    parser.add_argument("--ros-backend", default="auto", help="node backend in --ros")
     parser.add_argument("--metrics", type=Path, metavar="DAVIS_ROOT", help="time the J&F scoring of DAVIS16 val")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
@@ -239,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         update_results(args.out, {"metrics_scoring": timing})
         return 0
     if args.ros:
-        rows = ros_latency([15.0, 30.0], args.ros_seconds, args.internal_size, args.weights)
+        rows = ros_latency([15.0, 30.0], args.ros_seconds, args.internal_size, args.weights, args.ros_backend)
         print(f"\n{'rate':>6} {'in':>5} {'out':>5} {'out Hz':>7} {'drop':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
         for r in rows:
             print(
