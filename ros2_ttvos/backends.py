@@ -20,6 +20,16 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 EXPORT_FILES = ("encoder.onnx", "step.onnx", "state.json")
 
 State = Tuple[np.ndarray, ...]
+STATE_INPUTS = ("hist", "st", "lt", "updates")  # names of the state tensors in the exported graphs
+
+
+def step_feed(image: np.ndarray, state: State, threshold: float) -> dict:
+    """Inputs of the exported step graph."""
+    return {
+        "image": image,
+        "threshold": np.asarray(threshold, np.float32),
+        **dict(zip(STATE_INPUTS, state, strict=True)),
+    }
 
 
 def resolve_torch_device(device: str):
@@ -118,9 +128,7 @@ class OnnxRuntimeBackend:
         return tuple(self._encoder.run(None, {"image": image, "masks": masks}))
 
     def step(self, image: np.ndarray, state: State, threshold: float):
-        feed = {"image": image, "threshold": np.asarray(threshold, np.float32)}
-        feed.update(zip(("hist", "st", "lt", "updates"), state, strict=True))
-        slots, confidence, foreground, *new_state = self._step.run(None, feed)
+        slots, confidence, foreground, *new_state = self._step.run(None, step_feed(image, state, threshold))
         return slots, confidence, foreground, tuple(new_state)
 
     def close(self) -> None:
@@ -164,9 +172,7 @@ class OpenVinoBackend:
         return tuple(np.array(result[output]) for output in self._encoder.outputs)
 
     def step(self, image: np.ndarray, state: State, threshold: float):
-        feed = {"image": image, "threshold": np.asarray(threshold, np.float32)}
-        feed.update(zip(("hist", "st", "lt", "updates"), state, strict=True))
-        result = self._step(feed)
+        result = self._step(step_feed(image, state, threshold))
         slots, confidence, foreground, *new_state = (np.array(result[output]) for output in self._step.outputs)
         return slots, confidence, foreground, tuple(new_state)
 
