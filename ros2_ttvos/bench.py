@@ -174,7 +174,7 @@ def ros_latency(
                 index += 1
                 time.sleep(max(0.0, start + index / rate - time.monotonic()))
             time.sleep(2.0)  # let the last frame through
-            received = {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec: t
+            received = {harness.stamp_ns(m.header): t
                         for m, t in zip(client.masks, client.received_at, strict=True)}  # fmt: skip
             latency = [1000 * (t - sent[s]) for s, t in received.items() if s in sent]
             rows.append(

@@ -80,9 +80,9 @@ def run_node(args, clip: DavisSequence) -> Dict:
             sent.append(time.monotonic())
             client.publish(image, stamps[index])
         client.wait_for_masks(len(clip), timeout=600)
-        by_stamp = {m.header.stamp.sec * SECOND + m.header.stamp.nanosec: m for m in client.masks}
-        objects = {o.header.stamp.sec * SECOND + o.header.stamp.nanosec: o for o in client.objects}
-        arrival = dict(zip((m.header.stamp.sec * SECOND + m.header.stamp.nanosec for m in client.masks),
+        by_stamp = {harness.stamp_ns(m.header): m for m in client.masks}
+        objects = {harness.stamp_ns(o.header): o for o in client.objects}
+        arrival = dict(zip((harness.stamp_ns(m.header) for m in client.masks),
                            client.received_at, strict=True))  # fmt: skip
         labels, confidences, latency = [clip.mask(0)], [{1: 1.0}], []
         for index, stamp in enumerate(stamps[1:], start=1):

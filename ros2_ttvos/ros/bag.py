@@ -27,6 +27,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ros2_ttvos.ros.harness import stamp_ns
+
 SECOND = 1_000_000_000
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -136,10 +138,6 @@ class BagFrames:
     truth: Dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * SECOND + header.stamp.nanosec
-
-
 def read_bag(path: Path, image_topic: str, gt_topic: Optional[str]) -> BagFrames:
     """Read image messages and ground-truth masks; BagError for anything that makes the bag unusable."""
     from rosbags.rosbag2 import Reader
@@ -170,10 +168,10 @@ def read_bag(path: Path, image_topic: str, gt_topic: Optional[str]) -> BagFrames
         for connection, bag_time, raw in reader.messages(connections=wanted):
             if connection.topic in found:
                 header = store.deserialize_cdr(raw, frames.msgtype).header
-                frames.images.append((bag_time, _stamp_ns(header), bytes(raw)))
+                frames.images.append((bag_time, stamp_ns(header), bytes(raw)))
             else:
                 mask_msg = deserialize_message(bytes(raw), _message_class("sensor_msgs/msg/Image"))
-                frames.truth[_stamp_ns(mask_msg.header)] = conversions.image_to_labels(mask_msg)
+                frames.truth[stamp_ns(mask_msg.header)] = conversions.image_to_labels(mask_msg)
     except BagError:
         raise
     except Exception as error:
@@ -265,9 +263,9 @@ def play(
         time.sleep(2.0)  # the last frames' masks
     outputs, received_at = {}, {}
     for msg, arrival in zip(list(client.masks), list(client.received_at), strict=True):
-        outputs[_stamp_ns(msg.header)] = conversions.image_to_labels(msg)
-        received_at[_stamp_ns(msg.header)] = arrival
-    confidences = {_stamp_ns(m.header): {o.id: o.confidence for o in m.objects} for m in list(client.objects)}
+        outputs[stamp_ns(msg.header)] = conversions.image_to_labels(msg)
+        received_at[stamp_ns(msg.header)] = arrival
+    confidences = {stamp_ns(m.header): {o.id: o.confidence for o in m.objects} for m in list(client.objects)}
     return Playback(outputs, confidences, sent_at, received_at, given)
 
 
@@ -322,7 +320,7 @@ def write_outputs_bag(client, path: Path) -> None:
         objects = writer.add_connection("objects", "ttvos_interfaces/msg/TrackedObjects", typestore=store)
         for connection, messages in ((masks, client.masks), (objects, client.objects)):
             for msg in list(messages):
-                writer.write(connection, _stamp_ns(msg.header), serialize_message(msg))
+                writer.write(connection, stamp_ns(msg.header), serialize_message(msg))
 
 
 def write_report(out: Path, report: Dict, frames: BagFrames, labels: List[np.ndarray], playback: Playback) -> None:

@@ -25,6 +25,11 @@ from ttvos_interfaces.srv import RemoveObjects, SetTargets
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
+def stamp_ns(header) -> int:
+    """A message header's stamp in nanoseconds (the key that matches outputs to frames)."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def config_file(name: str) -> Path:
     """A file of the package's config/ folder (source checkout or installed share directory)."""
     candidate = PACKAGE_ROOT / "config" / name
