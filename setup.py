@@ -36,10 +36,12 @@ setup(
     entry_points={
         "console_scripts": [
             "ttvos-demo = ros2_ttvos.demo:main",
+            "ttvos-ablate = ros2_ttvos.ablation:main",
             "ttvos-bag = ros2_ttvos.ros.bag:main",
             "ttvos-bench = ros2_ttvos.bench:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
             "ttvos-export = ros2_ttvos.export:main",
+            "ttvos-occlusion = ros2_ttvos.occlusion:main",
             "ttvos-train = ros2_ttvos.train:main",
             "ttvos_node = ros2_ttvos.ros.node:main",
         ],

@@ -57,6 +57,8 @@ def load_config(path: Path) -> Dict[str, Any]:
     data["davis_root"] = str(_path(data["davis_root"], base))
     data["davis_train_list"] = str(_path(data["davis_train_list"], base))
     data["saliency"] = [[str(_path(a, base)), str(_path(b, base))] for a, b in data.get("saliency", [])]
+    if config.get("init_weights"):
+        config["init_weights"] = str(_path(config["init_weights"], base))
     return config
 
 
@@ -91,6 +93,9 @@ class Trainer:
         torch.manual_seed(config["seed"])
         self.rng = np.random.default_rng(config["seed"])
         self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
+        if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
+            weights = checkpoint.load(config["init_weights"])["model"]
+            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
         self.step = 0
@@ -184,7 +189,7 @@ class Trainer:
         return self.stills.sample(rng)
 
     def _batch(self, stage: Dict[str, Any]):
-        size = tuple(self.config["size"])
+        size = tuple(stage.get("size", self.config["size"]))
         frames, masks = [], []
         while len(frames) < stage["batch"]:
             if self.rng.random() < stage["synthetic"]:

@@ -68,7 +68,10 @@ def test_objects_in_one_batch_equal_objects_alone(network):
     assert torch.allclose(together, torch.cat(alone), atol=1e-4)
 
 
-@pytest.mark.parametrize("ablation", [{"use_short_term": False}, {"use_long_term": False}, {"adaptive_update": False}])
+@pytest.mark.parametrize(
+    "ablation",
+    [{"use_short_term": False}, {"use_long_term": False}, {"adaptive_update": False}, {"update_long_term": False}],
+)
 def test_ablations_run_and_train(ablation):
     torch.manual_seed(0)
     net = TTVOS(TTVOSConfig(**ablation), pretrained_backbone=False)
@@ -79,3 +82,16 @@ def test_ablations_run_and_train(ablation):
     assert set(losses) == {"segmentation", "transition", "auxiliary"}
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_frozen_long_term_template_keeps_the_first_frame_template():
+    torch.manual_seed(0)
+    net = TTVOS(TTVOSConfig(update_long_term=False), pretrained_backbone=False).eval()
+    image, mask = two_box_objects()
+    with torch.no_grad():
+        feats = net.encode_image(image)
+        state = net.init_state(feats, mask)
+        out = net.segment(feats, state)
+        new = net.update_state(feats, state, out.weight, torch.softmax(out.logits, dim=1)[:, 1:])
+    assert torch.equal(new.lt, state.lt) and torch.equal(new.updates, state.updates)
+    assert not torch.equal(new.hist, state.hist)  # the rest of the state still moves on

@@ -3,64 +3,12 @@
 import csv
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.train import Trainer, plot_run
-
-SEQUENCES = ["seq-a", "seq-b", "seq-c", "seq-d"]
-
-
-@pytest.fixture()
-def tiny_config(tmp_path, clip):
-    """Four 4-frame sequences in the DAVIS layout and three saliency pairs, made from the sample clip."""
-    frames, masks = clip
-    root = tmp_path / "DAVIS"
-    for offset, name in enumerate(SEQUENCES):
-        for index in range(4):
-            frame = cv2.resize(frames[offset + index], (214, 120))
-            mask = cv2.resize(masks[offset + index], (214, 120), interpolation=cv2.INTER_NEAREST)
-            (root / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
-            (root / "Annotations" / "480p" / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(frame).save(root / "JPEGImages" / "480p" / name / f"{index:05d}.jpg")
-            Image.fromarray(mask * 255).save(root / "Annotations" / "480p" / name / f"{index:05d}.png")
-    listing = tmp_path / "train.txt"
-    listing.write_text("\n".join(SEQUENCES) + "\n")
-    saliency = tmp_path / "saliency"
-    saliency.mkdir()
-    for index in range(3):
-        Image.fromarray(cv2.resize(frames[5 + index], (160, 90))).save(saliency / f"{index}.jpg")
-        mask = cv2.resize(masks[5 + index], (160, 90), interpolation=cv2.INTER_NEAREST)
-        Image.fromarray(mask * 255).save(saliency / f"{index}.png")
-    return {
-        "run_dir": str(tmp_path / "run"),
-        "seed": 3,
-        "threads": 1,
-        "device": "cpu",
-        "size": [64, 96],
-        "checkpoint_minutes": 10,
-        "warmup_steps": 1,
-        "holdout_every": 1000,
-        "holdout_internal_size": 64,
-        "data": {
-            "davis_root": str(root),
-            "davis_train_list": str(listing),
-            "resolution": "480p",
-            "holdout": SEQUENCES[1:],
-            "saliency": [[str(saliency), str(saliency)]],
-            "davis_still_fraction": 0.3,
-        },
-        "model": {},
-        "loss_weights": {"segmentation": 1.0, "transition": 1.0, "auxiliary": 1.0},
-        "stages": [
-            {"name": "pretrain", "steps": 6, "frames": 3, "batch": 2, "lr": 1.0e-3, "synthetic": 1.0},
-            {"name": "main", "steps": 6, "frames": 3, "batch": 2, "lr": 1.0e-3, "synthetic": 0.0},
-        ],
-    }
 
 
 def read_log(run_dir: Path):
@@ -108,3 +56,22 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous(tiny_config, caplog)
     assert "truncated or corrupt" in caplog.text
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.load(last)
+
+
+def test_init_weights_start_from_a_checkpoint(tiny_config, tmp_path):
+    source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
+    source.run(max_steps=2)
+    started = Trainer(
+        {**tiny_config, "run_dir": str(tmp_path / "tuned"), "init_weights": str(source.run_dir / "last.pt")}
+    )
+    assert started.step == 0
+    for (name, a), b in zip(source.model.state_dict().items(), started.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_stage_can_set_its_own_crop_size(tiny_config):
+    trainer = Trainer(tiny_config)
+    stage = {**tiny_config["stages"][1], "size": [96, 128]}
+    frames, masks = trainer._batch(stage)
+    assert frames.shape == (2, 3, 3, 96, 128) and masks.shape == (2, 3, 1, 96, 128)
+    assert trainer._batch(tiny_config["stages"][1])[0].shape[-2:] == (64, 96)

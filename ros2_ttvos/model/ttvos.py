@@ -42,6 +42,7 @@ class TTVOSConfig:
     use_short_term: bool = True
     use_long_term: bool = True
     adaptive_update: bool = True  # False: fixed weight 1/(t+1), as in the paper's earlier work
+    update_long_term: bool = True  # False: the long-term template stays as the first frame made it
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -234,7 +235,9 @@ class TTVOS(nn.Module):
         w = w.view(-1, 1, 1)
         lt = state.lt / (1.0 + w) + embedding * (w / (1.0 + w))
         updates = state.updates + 1
-        if update_long_term is not None:
+        if not self.config.update_long_term:
+            lt, updates = state.lt, state.updates
+        elif update_long_term is not None:
             keep = ~update_long_term
             lt = torch.where(keep.view(-1, 1, 1), state.lt, lt)
             updates = torch.where(keep, state.updates, updates)
