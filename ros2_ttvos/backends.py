@@ -4,8 +4,8 @@ torch, so a deployment with numpy, OpenCV and a runtime alone runs the tracker a
 
 Every backend offers:
   encode(image, masks) -> state                 image (1, 3, H, W) float32, masks (N, 1, H, W)
-  step(image, state, threshold) -> (slots, confidence, foreground, state)
-with state = (hist, st, lt, updates) float32 arrays whose first axis is the object.
+  step(image, state, threshold, hold_state) -> (slots, confidence, foreground, state)
+with state = (hist, st, lt, updates, area) float32 arrays whose first axis is the object.
 """
 
 import json
@@ -20,14 +20,16 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 EXPORT_FILES = ("encoder.onnx", "step.onnx", "state.json")
 
 State = Tuple[np.ndarray, ...]
-STATE_INPUTS = ("hist", "st", "lt", "updates")  # names of the state tensors in the exported graphs
+STATE_INPUTS = ("hist", "st", "lt", "updates", "area")  # names of the state tensors in the exported graphs
+EXPORT_FORMAT = "ros2_ttvos/onnx/2"  # 2: per-object usual area in the state (confidence with presence)
 
 
-def step_feed(image: np.ndarray, state: State, threshold: float) -> dict:
+def step_feed(image: np.ndarray, state: State, threshold: float, hold_state: bool) -> dict:
     """Inputs of the exported step graph."""
     return {
         "image": image,
         "threshold": np.asarray(threshold, np.float32),
+        "hold_state": np.asarray(float(hold_state), np.float32),
         **dict(zip(STATE_INPUTS, state, strict=True)),
     }
 
@@ -78,9 +80,10 @@ class TorchBackend:
         with self._torch.inference_mode():
             return tuple(t.cpu().numpy() for t in self._encoder(*self._tensors(image, masks)))
 
-    def step(self, image: np.ndarray, state: State, threshold: float):
+    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool):
         with self._torch.inference_mode():
-            inputs = self._tensors(image, *state, np.asarray(threshold, np.float32))
+            scalars = np.asarray(threshold, np.float32), np.asarray(float(hold_state), np.float32)
+            inputs = self._tensors(image, *state, *scalars)
             slots, confidence, foreground, *new_state = (t.cpu().numpy() for t in self._step(*inputs))
         return slots, confidence, foreground, tuple(new_state)
 
@@ -95,7 +98,13 @@ def check_export_dir(path: Path) -> dict:
     missing = [name for name in EXPORT_FILES if not (path / name).is_file()]
     if missing:
         raise ValueError(f"{path} is not a ttvos-export folder (missing {', '.join(missing)})")
-    return json.loads((path / "state.json").read_text())
+    description = json.loads((path / "state.json").read_text())
+    if description.get("format") != EXPORT_FORMAT:
+        raise ValueError(
+            f"{path} holds an export of format {description.get('format')!r}; this version runs "
+            f"{EXPORT_FORMAT!r}: export the checkpoint again with ttvos-export"
+        )
+    return description
 
 
 class OnnxRuntimeBackend:
@@ -127,8 +136,9 @@ class OnnxRuntimeBackend:
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
         return tuple(self._encoder.run(None, {"image": image, "masks": masks}))
 
-    def step(self, image: np.ndarray, state: State, threshold: float):
-        slots, confidence, foreground, *new_state = self._step.run(None, step_feed(image, state, threshold))
+    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool):
+        feed = step_feed(image, state, threshold, hold_state)
+        slots, confidence, foreground, *new_state = self._step.run(None, feed)
         return slots, confidence, foreground, tuple(new_state)
 
     def close(self) -> None:
@@ -171,8 +181,8 @@ class OpenVinoBackend:
         result = self._encoder({"image": image, "masks": masks})
         return tuple(np.array(result[output]) for output in self._encoder.outputs)
 
-    def step(self, image: np.ndarray, state: State, threshold: float):
-        result = self._step(step_feed(image, state, threshold))
+    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool):
+        result = self._step(step_feed(image, state, threshold, hold_state))
         slots, confidence, foreground, *new_state = (np.array(result[output]) for output in self._step.outputs)
         return slots, confidence, foreground, tuple(new_state)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ros2_ttvos import checkpoint
-from ros2_ttvos.backends import OnnxRuntimeBackend, TorchBackend
+from ros2_ttvos.backends import EXPORT_FORMAT, OnnxRuntimeBackend, TorchBackend
 from ros2_ttvos.model import TTVOS
 from ros2_ttvos.model.streaming import STATE_NAMES, ObjectEncoder, TrackingStep, soft_aggregate
 
@@ -33,6 +33,7 @@ STATE_AXES = {
     "st": {0: "objects", 2: "height_16", 3: "width_16"},
     "lt": {0: "objects"},
     "updates": {0: "objects"},
+    "area": {0: "objects"},
 }
 IMAGE_AXES = {2: "height", 3: "width"}
 
@@ -58,8 +59,8 @@ def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state
         opset_version=OPSET, dynamo=False,
     )  # fmt: skip
     torch.onnx.export(
-        TrackingStep(model), (image, *state, torch.tensor(0.5)), out / "step.onnx",
-        input_names=["image", *STATE_NAMES, "threshold"], output_names=STEP_OUTPUTS,
+        TrackingStep(model), (image, *state, torch.tensor(0.5), torch.tensor(1.0)), out / "step.onnx",
+        input_names=["image", *STATE_NAMES, "threshold", "hold_state"], output_names=STEP_OUTPUTS,
         dynamic_axes={
             "image": IMAGE_AXES, **STATE_AXES,
             "slots": IMAGE_AXES, "confidence": {0: "objects"}, "foreground": {0: "objects", 1: "height", 2: "width"},
@@ -78,12 +79,13 @@ def export(model: TTVOS, out: Path) -> Dict:
         state = ObjectEncoder(model)(image, masks)
         _export_graphs(model, image, masks, state, out)
     description = {
-        "format": "ros2_ttvos/onnx/1",
+        "format": EXPORT_FORMAT,
         "opset": OPSET,
         "image": "(1, 3, height, width) float32 RGB in [0, 255]; height and width multiples of 16",
         "encoder": {"inputs": ["image", "masks (objects, 1, height, width) float32 in {0, 1}"],
                     "outputs": list(STATE_NAMES)},
-        "step": {"inputs": ["image", *STATE_NAMES, "threshold () float32"], "outputs": STEP_OUTPUTS},
+        "step": {"inputs": ["image", *STATE_NAMES, "threshold () float32", "hold_state () float32 in {0, 1}"],
+                 "outputs": STEP_OUTPUTS},
         "state": {name: {"shape": [str(axes.get(i, d)) for i, d in enumerate(t.shape)], "dtype": "float32"}
                   for (name, axes), t in zip(STATE_AXES.items(), state, strict=True)},
         "config": model.config.to_dict(),
@@ -104,8 +106,8 @@ def validate(model: TTVOS, out: Path, steps: int = 3) -> Dict[str, float]:
     worst.update(foreground=0.0, confidence=0.0, slots_equal=1.0)
     for index in range(steps):
         frame = _sample(128, 224, 3, seed=2 + index)[0].numpy()
-        slots_t, conf_t, fg_t, state_t = torch_backend.step(frame, state_t, 0.5)
-        slots_o, conf_o, fg_o, state_o = onnx_backend.step(frame, state_o, 0.5)
+        slots_t, conf_t, fg_t, state_t = torch_backend.step(frame, state_t, 0.5, index % 2 == 0)
+        slots_o, conf_o, fg_o, state_o = onnx_backend.step(frame, state_o, 0.5, index % 2 == 0)
         worst["foreground"] = max(worst["foreground"], float(np.abs(fg_t - fg_o).max()))
         worst["confidence"] = max(worst["confidence"], float(np.abs(conf_t - conf_o).max()))
         # Pixels where two objects' merged probabilities tie within 1e-4 may go either way.
@@ -124,7 +126,7 @@ def cache_root() -> Path:
 def cached_export(weights: Path) -> Path:
     """An export folder for checkpoint ``weights``, made once (validated) and kept in the user cache."""
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    folder = cache_root() / digest
+    folder = cache_root() / f"{digest}-{EXPORT_FORMAT.rsplit('/', 1)[1]}"  # a new format exports again
     if (folder / "state.json").is_file():
         return folder
     model = checkpoint.build_model(checkpoint.load(weights))

@@ -2,11 +2,9 @@
 
     ttvos-occlusion --out out/occlusion [--train-config config/train.yaml] [--weights W]
 
-Template policies are compared on the same frames, one per ``--gates`` value g:
-  hold<g  the long-term template is not updated while the object's confidence is below g (the
-          tracker's ``confidence_threshold``; default 0.5), so an occluder is not learned as the object;
-  update  g = 0: the template is updated on every frame.
-Lost means confidence below ``--threshold`` (0.5) whatever the gate.
+The tracker's ``hold_when_lost`` policies are compared on the same frames: what an object keeps
+while it is lost (confidence below ``--threshold``): ``state`` (all of it), ``template`` (the
+long-term template and usual area) or ``none`` (everything follows every frame).
 Each hold-out sequence is run as recorded (natural losses: runs of frames with confidence below
 the threshold), and with a synthetic full occlusion: for ``length`` frames starting at 25, 50 and
 75 % of the sequence, a grey box covers the object's bounding box and the ground truth is empty.
@@ -30,16 +28,12 @@ from tqdm import tqdm
 from ros2_ttvos import metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence
 from ros2_ttvos.evaluate import git_commit
-from ros2_ttvos.tracker import Tracker
+from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 from ros2_ttvos.train import load_config
 
 LOG = logging.getLogger("ttvos-occlusion")
 OCCLUDER_GREY = 124
 STARTS = (0.25, 0.5, 0.75)
-
-
-def policy_name(gate: float) -> str:
-    return f"hold<{gate:g}" if gate > 0 else "update"
 
 
 def occlude(image: np.ndarray, mask: np.ndarray, margin: float = 0.15) -> np.ndarray:
@@ -205,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="CPU threads of the backend")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side")
     parser.add_argument("--threshold", type=float, default=0.5, help="confidence below it = lost")
-    parser.add_argument("--gates", type=float, nargs="+", default=[0.5, 0.0], help="template gate thresholds")
+    parser.add_argument("--policies", nargs="+", choices=HOLD_POLICIES, default=list(HOLD_POLICIES))
     parser.add_argument("--length", type=int, default=10, help="frames of each synthetic occlusion")
     parser.add_argument("--window", type=int, default=10, help="frames after it to be picked up again")
     parser.add_argument("--out", type=Path, default=Path("out/occlusion"))
@@ -219,7 +213,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ValueError(f"{outside} are not training sequences: this study never runs on val")
         davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=data["holdout"])
         base = Tracker.from_pretrained(args.weights, backend=args.backend, threads=args.threads)
-        trackers = {policy_name(g): Tracker(base.backend, args.internal_size, g) for g in args.gates}
+        trackers = {p: Tracker(base.backend, args.internal_size, args.threshold, p) for p in args.policies}
         sequences = [davis.sequence(n) for n in data["holdout"]]
         results = study(trackers, sequences, args.threshold, args.length, args.window)
     except (ValueError, OSError) as error:

@@ -25,6 +25,7 @@ from ros2_ttvos import backends
 LOG = logging.getLogger(__name__)
 
 MAX_OBJECT_ID = 255
+HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker
 SIZE_MULTIPLE = 16  # the network needs frame sides that are multiples of 16
 
 
@@ -35,6 +36,7 @@ class ObjectState(NamedTuple):
     st: np.ndarray
     lt: np.ndarray
     updates: np.ndarray
+    area: np.ndarray  # (N,) the object's usual share of the frame (see ``TrackingStep``)
 
 
 @dataclass
@@ -43,7 +45,9 @@ class TrackResult:
 
     labels: (H, W) uint8 label image at the input size, 0 = background, k = object k.
     confidences: {object_id: float in [0, 1]}, the mean foreground probability of the object over
-        the pixels labelled as it (0.0 when it has no pixels).
+        the pixels labelled as it, times its presence: its share of the frame over its usual share,
+        at most 1. An object that is hidden, or shrinks to a fraction of its size, scores low; 0.0
+        when it has no pixels.
     foreground: (N, h, w) float32 per-object foreground probabilities at the internal processing
         size, rows in the order of ``object_ids``, before the objects are merged.
     object_ids: ids of the rows of ``foreground``.
@@ -71,16 +75,29 @@ class Tracker:
     backend: a backend of ``ros2_ttvos.backends`` (see ``from_pretrained`` and ``from_model``).
     internal_size: short side (pixels) at which frames are processed, rounded so that both sides
         are multiples of 16; None = the input size. Output labels are always at the input size.
-    confidence_threshold: below it an object's long-term template is not updated with the
-        frame's prediction, so the object can be picked up again after an occlusion.
+    confidence_threshold: below it an object is lost (hidden, or gone), and what ``hold_when_lost``
+        names is not updated with the frame's prediction, so that an occluder is not learned as it.
+    hold_when_lost: "template" (the default): a lost object keeps its long-term template and
+        usual area; "state": its whole state, so it is looked for where and as it was last seen
+        (picks objects up again more often after an occluder passes, but loses objects that move
+        while hidden: see docs/accuracy.md); "none": everything follows every frame.
     """
 
-    def __init__(self, backend, internal_size: Optional[int] = 480, confidence_threshold: float = 0.5):
+    def __init__(
+        self,
+        backend,
+        internal_size: Optional[int] = 480,
+        confidence_threshold: float = 0.5,
+        hold_when_lost: str = "template",
+    ):
         if internal_size is not None and internal_size < SIZE_MULTIPLE:
             raise ValueError(f"internal_size must be at least {SIZE_MULTIPLE} or None, got {internal_size}")
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        if hold_when_lost not in HOLD_POLICIES:
+            raise ValueError(f"hold_when_lost must be one of {HOLD_POLICIES}, got {hold_when_lost!r}")
         self.backend = backend
+        self.hold_when_lost = hold_when_lost
         self.internal_size = internal_size
         self.confidence_threshold = confidence_threshold
         self.reset()
@@ -232,8 +249,9 @@ class Tracker:
                 f"frame size {image.shape[:2]} differs from the tracked stream's {self._geometry[:2]}; "
                 "call reset() and add the objects again"
             )
+        gate = 0.0 if self.hold_when_lost == "none" else self.confidence_threshold
         slots, confidence, foreground, state = self.backend.step(
-            self._to_input(image, geometry), tuple(self._state), self.confidence_threshold
+            self._to_input(image, geometry), tuple(self._state), gate, self.hold_when_lost == "state"
         )
         self._state = ObjectState(*state)
         lookup = np.array([0, *self._ids], dtype=np.uint8)

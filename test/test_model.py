@@ -5,6 +5,7 @@ import torch
 
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.streaming import AREA_RATE, ObjectEncoder, TrackingStep
 
 
 def test_fixed_padding_matches_the_package_static_padding():
@@ -95,3 +96,25 @@ def test_frozen_long_term_template_keeps_the_first_frame_template():
         new = net.update_state(feats, state, out.weight, torch.softmax(out.logits, dim=1)[:, 1:])
     assert torch.equal(new.lt, state.lt) and torch.equal(new.updates, state.updates)
     assert not torch.equal(new.hist, state.hist)  # the rest of the state still moves on
+
+
+def test_confidence_is_sureness_times_presence_and_lost_objects_hold_their_state(network):
+    image, mask = two_box_objects()
+    never, always = torch.tensor(0.0), torch.tensor(1.1)  # thresholds: nobody lost, everybody lost
+    hold, follow = torch.tensor(1.0), torch.tensor(0.0)
+    with torch.no_grad():
+        *state, area = ObjectEncoder(network)(image, mask)
+        assert torch.allclose(area, mask.mean(dim=(1, 2, 3)))
+        step = TrackingStep(network)
+        usual_tiny = step(image, *state, torch.full_like(area, 1e-6), never, hold)
+        usual_whole = step(image, *state, torch.ones_like(area), never, hold)
+        slots, sure = usual_tiny[0], usual_tiny[1]
+        share = torch.stack([(slots == k + 1).float().mean() for k in range(2)])
+        assert torch.allclose(usual_whole[1], sure * share, atol=1e-6)  # presence = share / 1
+        assert torch.allclose(usual_whole[-1], 1 + AREA_RATE * (share - 1))  # not lost: area moves
+        lost_held = step(image, *state, area, always, hold)
+        lost_followed = step(image, *state, area, always, follow)
+    for new in (lost_held, lost_followed):  # lost: long-term template, update count, area kept
+        assert all(torch.equal(a, b) for a, b in zip(new[5:], state[2:] + [area], strict=True))
+    assert torch.equal(lost_held[3], state[0]) and torch.equal(lost_held[4], state[1])
+    assert not torch.equal(lost_followed[3], state[0]) and not torch.equal(lost_followed[4], state[1])

@@ -215,8 +215,11 @@ def test_runtime_parameters(node, ros_client):
     assert set_params.wait_for_service(10)
 
     def set_param(name, value):
-        kind = ParameterType.PARAMETER_DOUBLE if isinstance(value, float) else ParameterType.PARAMETER_INTEGER
-        field = "double_value" if isinstance(value, float) else "integer_value"
+        kind, field = {
+            float: (ParameterType.PARAMETER_DOUBLE, "double_value"),
+            int: (ParameterType.PARAMETER_INTEGER, "integer_value"),
+            str: (ParameterType.PARAMETER_STRING, "string_value"),
+        }[type(value)]
         parameter = Parameter(name=name, value=ParameterValue(type=kind, **{field: value}))
         return ros_client.call(set_params, SetParameters.Request(parameters=[parameter])).results[0]
 
@@ -224,6 +227,9 @@ def test_runtime_parameters(node, ros_client):
     result = set_param("internal_size", 320)
     assert not result.successful and "applied on configure" in result.reason
     assert not set_param("confidence_threshold", 1.5).successful  # outside its range
+    assert set_param("hold_when_lost", "template").successful
+    result = set_param("hold_when_lost", "forever")
+    assert not result.successful and "must be one of" in result.reason
 
 
 def test_diagnostics(node, ros_client):

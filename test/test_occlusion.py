@@ -36,13 +36,13 @@ def test_study_runs_on_hold_out_sequences(tmp_path, tiny_config):
     args = ["--train-config", str(train), "--backend", "torch", "--internal-size", "64", "--length", "1"]
     assert main([*args, "--window", "2", "--out", str(out)]) == 0
     report = json.loads((out / "occlusion.json").read_text())
-    assert set(report["summary"]) == {"hold<0.5", "update"}
+    assert set(report["summary"]) == {"state", "template", "none"}
     for stats in report["summary"].values():
         assert stats["trials"] == 3 * len(tiny_config["data"]["holdout"])
         assert 0 <= stats["recovered"] <= stats["trials"]
         assert 0.0 <= stats["J_during"] <= 1.0
     assert (out / "confidence.png").stat().st_size > 10_000
-    assert "| hold<0.5 |" in (out / "occlusion.md").read_text()
+    assert "| state |" in (out / "occlusion.md").read_text()
 
 
 def test_study_refuses_sequences_outside_the_train_list(tmp_path, tiny_config):

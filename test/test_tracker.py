@@ -90,16 +90,25 @@ def test_state_size_is_fixed_over_the_stream(network, clip):
     assert sizes[10] == sizes[500] and sizes[10][0] > 0
 
 
-def test_low_confidence_keeps_the_long_term_template(network, clip):
+@pytest.mark.parametrize(
+    ("policy", "kept"),
+    [("state", {"hist", "st", "lt", "area"}), ("template", {"lt", "area"}), ("none", set())],
+)
+def test_lost_objects_hold_what_the_policy_names(network, clip, policy, kept):
     frames, masks = clip
-    tracker = Tracker.from_model(network, device="cpu", internal_size=96, confidence_threshold=1.0)
+    tracker = Tracker.from_model(network, "cpu", internal_size=96, confidence_threshold=1.0, hold_when_lost=policy)
     tracker.add_objects(frames[0], masks[0])
-    template = tracker._state.lt.copy()
-    tracker.step(frames[1])
-    np.testing.assert_array_equal(tracker._state.lt, template)
-    tracker.confidence_threshold = 0.0
+    before = tracker._state
+    tracker.step(frames[1])  # confidence < 1.0: the object is lost
+    for name in ("hist", "st", "lt", "area"):
+        same = np.array_equal(getattr(tracker._state, name), getattr(before, name))
+        assert same == (name in kept), name
+    tracker.confidence_threshold = 0.0  # never lost: everything follows the frame
+    before = tracker._state
     tracker.step(frames[2])
-    assert not np.array_equal(tracker._state.lt, template)
+    assert not any(np.array_equal(a, b) for a, b in zip(tracker._state[:3], before[:3], strict=True))
+    with pytest.raises(ValueError, match="hold_when_lost"):
+        Tracker.from_model(network, "cpu", hold_when_lost="forever")
 
 
 @pytest.mark.parametrize(

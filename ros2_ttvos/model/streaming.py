@@ -3,9 +3,9 @@
 ``ObjectEncoder`` is what ``Tracker.add_objects`` runs; ``TrackingStep`` is one frame of
 ``Tracker.step`` for all objects: segment, merge the objects, score them, update their state.
 Every input and output is a plain tensor, and the per-object state (``hist``, ``st``, ``lt``,
-``updates``; see ``TemplateState``) goes in and comes out explicitly, so a runtime without
-PyTorch can run the tracker. Images are (1, 3, H, W) float32 RGB in [0, 255] with H and W
-multiples of 16.
+``updates``: see ``TemplateState``; ``area``: the object's usual share of the frame) goes in and
+comes out explicitly, so a runtime without PyTorch can run the tracker. Images are (1, 3, H, W)
+float32 RGB in [0, 255] with H and W multiples of 16.
 """
 
 from typing import Tuple
@@ -15,7 +15,8 @@ from torch import nn
 
 from ros2_ttvos.model.ttvos import TTVOS, TemplateState
 
-STATE_NAMES = ("hist", "st", "lt", "updates")
+STATE_NAMES = ("hist", "st", "lt", "updates", "area")
+AREA_RATE = 0.2  # how fast an object's usual area follows its confident frames
 
 
 def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
@@ -31,31 +32,36 @@ def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
 
 
 class ObjectEncoder(nn.Module):
-    """(image, masks (N, 1, H, W) in {0, 1}) -> the N objects' initial state."""
+    """(image, masks (N, 1, H, W) in {0, 1}) -> the N objects' initial state (area: mask share)."""
 
     def __init__(self, model: TTVOS):
         super().__init__()
         self.model = model
 
     def forward(self, image: torch.Tensor, masks: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        return tuple(self.model.init_state(self.model.encode_image(image), masks))
+        return (*self.model.init_state(self.model.encode_image(image), masks), masks.mean(dim=(1, 2, 3)))
 
 
 class TrackingStep(nn.Module):
     """One frame for N >= 1 objects.
 
-    Inputs: image, hist, st, lt, updates, threshold (scalar: objects whose confidence is below it
-    keep their long-term template).
-    Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,), the mean
-    foreground probability over the object's pixels (0 without pixels); foreground (N, H, W);
-    then the new hist, st, lt, updates.
+    Inputs: image, hist, st, lt, updates, area, threshold (scalar: an object whose confidence is
+    below it is lost, and keeps its long-term template and usual area), hold_state (scalar: 1 = a
+    lost object keeps its short-term part, ``hist`` and ``st``, as well, so that it is looked for
+    where and as it was last seen; 0 = those follow every frame).
+    Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,); foreground
+    (N, H, W); then the new hist, st, lt, updates, area.
+
+    confidence = mean foreground probability over the object's pixels x presence, where presence
+    = the object's share of the frame over its usual share (``area``), at most 1. The network
+    tends to keep a small, sure blob where a hidden object was; presence makes that read as lost.
     """
 
     def __init__(self, model: TTVOS):
         super().__init__()
         self.model = model
 
-    def forward(self, image, hist, st, lt, updates, threshold) -> Tuple[torch.Tensor, ...]:
+    def forward(self, image, hist, st, lt, updates, area, threshold, hold_state) -> Tuple[torch.Tensor, ...]:
         state = TemplateState(hist, st, lt, updates)
         feats = self.model.encode_image(image)
         out = self.model.segment(feats, state)
@@ -64,7 +70,15 @@ class TrackingStep(nn.Module):
         slots = soft_aggregate(foreground).argmax(dim=0)
         ids = torch.arange(1, foreground.shape[0] + 1, device=image.device).view(-1, 1, 1)
         mine = (slots.unsqueeze(0) == ids).to(foreground.dtype)
-        area = mine.sum(dim=(1, 2))
-        confidence = (foreground * mine).sum(dim=(1, 2)) / area.clamp(min=1.0)
-        new_state = self.model.update_state(feats, state, out.weight, prob_fg, confidence >= threshold)
-        return (slots, confidence, foreground, *new_state)
+        pixels = mine.sum(dim=(1, 2))
+        sureness = (foreground * mine).sum(dim=(1, 2)) / pixels.clamp(min=1.0)
+        share = mine.mean(dim=(1, 2))
+        presence = (share / area.clamp(min=1e-6)).clamp(max=1.0)
+        confidence = sureness * presence
+        confident = confidence >= threshold
+        new_state = self.model.update_state(feats, state, out.weight, prob_fg, confident)
+        keep = (~confident & (hold_state > 0.5)).view(-1, 1, 1, 1)
+        hist = torch.where(keep, state.hist, new_state.hist)
+        st = torch.where(keep, state.st, new_state.st)
+        new_area = torch.where(confident, area + AREA_RATE * (share - area), area)
+        return (slots, confidence, foreground, hist, st, new_state.lt, new_state.updates, new_area)

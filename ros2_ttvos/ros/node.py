@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 from ros2_ttvos.checkpoint import CheckpointError
 from ros2_ttvos.ros import conversions
 from ros2_ttvos.ros.frame_queue import FrameQueue
-from ros2_ttvos.tracker import Tracker
+from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 from ttvos_interfaces.msg import TrackedObject, TrackedObjects
 from ttvos_interfaces.srv import RemoveObjects, SetTargets
 
@@ -65,8 +65,14 @@ PARAMETERS = {
     "confidence_threshold": (
         0.5,
         _descriptor(
-            "objects below it are reported not visible and keep their template", runtime=True, floating=(0.0, 1.0)
+            "objects below it are reported not visible and hold what hold_when_lost names",
+            runtime=True,
+            floating=(0.0, 1.0),
         ),
+    ),
+    "hold_when_lost": (
+        "template",
+        _descriptor("what a lost object keeps: template (long-term), state (all of it) or none", runtime=True),
     ),  # fmt: skip
     "publish_overlay": (True, _descriptor("compute debug/overlay while it has subscribers", runtime=True)),
     "process_every_frame": (False, _descriptor("true: every frame in order (replay); false: latest frame only")),
@@ -75,8 +81,9 @@ PARAMETERS = {
     "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
     "autostart": (True, _descriptor("configure and activate on start-up")),
 }
-RUNTIME_PARAMETERS = {"confidence_threshold", "publish_overlay"}
+RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "publish_overlay"}
 CHOICES = {
+    "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
     "backend": ("torch", "onnxruntime", "openvino", "auto"),
     "precision": ("fp32", "bf16"),
@@ -95,6 +102,7 @@ class NodeConfig:
     threads: int
     max_objects: int
     confidence_threshold: float
+    hold_when_lost: str
     publish_overlay: bool
     process_every_frame: bool
     queue_size: int
@@ -189,6 +197,7 @@ class TTVOSNode(LifecycleNode):
             with self._tracker_lock:
                 if self.tracker is not None:
                     self.tracker.confidence_threshold = self.config.confidence_threshold
+                    self.tracker.hold_when_lost = self.config.hold_when_lost
 
     # --- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -202,6 +211,7 @@ class TTVOSNode(LifecycleNode):
                 precision=config.precision,
                 internal_size=config.internal_size,
                 confidence_threshold=config.confidence_threshold,
+                hold_when_lost=config.hold_when_lost,
             )
         except (CheckpointError, ValueError, OSError, RuntimeError) as error:
             self._last_error = f"configure failed: {error}"
