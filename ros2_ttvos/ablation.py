@@ -144,9 +144,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in names:
             variant = ablation["variants"][name] or {}
             LOG.info("variant %s", name)
-            row = {"description": variant.get("description", ""), "fine_tuned": run_variant(
-                variant_config(ablation, base, name)
-            )}  # fmt: skip
+            fine_tuned = run_variant(variant_config(ablation, base, name))
+            row = {"description": variant.get("description", ""), "fine_tuned": fine_tuned}
             if variant.get("model"):
                 row["test_time_only"] = test_time_only(init_weights, variant["model"], holdout, internal_size)
             results["variants"][name] = row
