@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence, read_mask, write_mask
-from ros2_ttvos.tracker import Tracker
+from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 
 LOG = logging.getLogger("ttvos-eval")
 CSV_FIELDS = [
@@ -132,6 +132,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
             threads=args.threads,
             precision=args.precision,
             internal_size=args.internal_size,
+            hold_when_lost=args.hold_when_lost,
         )
     all_scores, rows = [], []
     step_seconds: List[float] = []
@@ -175,6 +176,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         backend=tracker.backend.name if tracker else None,
         precision=args.precision if tracker else None,
         internal_size=args.internal_size if tracker else None,
+        hold_when_lost=args.hold_when_lost if tracker else None,
         threads=args.threads if tracker else None,
         weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
         predictions=str(args.score) if tracker is None else str(out),
@@ -205,6 +207,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of the backend")
+    parser.add_argument("--hold-when-lost", default="template", choices=HOLD_POLICIES, help="see Tracker")
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
     parser.add_argument("--out", type=Path, required=True)
