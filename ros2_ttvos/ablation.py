@@ -27,7 +27,6 @@ import yaml
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
-from ros2_ttvos.model import TTVOS, TTVOSConfig
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer, load_config
 
@@ -60,11 +59,7 @@ def final_holdout(run_dir: Path) -> Dict[str, float]:
 
 def test_time_only(init_weights: Path, overrides: Dict[str, Any], sequences, internal_size: int) -> Dict[str, float]:
     """Hold-out scores of the initial weights with the variant's switches set at test time only."""
-    payload = checkpoint.load(init_weights)
-    model = checkpoint.build_model(payload)
-    config = TTVOSConfig(**{**payload.get("config", {}), **overrides})
-    switched = TTVOS(config, pretrained_backbone=False)
-    switched.load_state_dict(model.state_dict())
+    switched = checkpoint.build_model(checkpoint.load(init_weights), overrides)
     return evaluate_sequences(Tracker.from_model(switched, "cpu", internal_size=internal_size), sequences)
 
 

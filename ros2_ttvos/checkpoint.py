@@ -57,18 +57,25 @@ def model_payload(model: TTVOS, half: bool = False, **extra: Any) -> Dict[str, A
     return {"format": FORMAT, "config": model.config.to_dict(), "model": state, **extra}
 
 
-def build_model(payload: Optional[Dict[str, Any]] = None) -> TTVOS:
-    """A TTVOS network from a loaded checkpoint, or with ImageNet backbone and fresh head if None."""
+def model_weights(payload: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The network weights of a loaded checkpoint in float32 (shipped weights are stored in float16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+
+
+def build_model(payload: Optional[Dict[str, Any]] = None, overrides: Optional[Dict[str, Any]] = None) -> TTVOS:
+    """A TTVOS network from a loaded checkpoint, or with ImageNet backbone and fresh head if None.
+
+    overrides: ``TTVOSConfig`` switches to change from the checkpoint's (e.g. an ablation at test time).
+    """
     if payload is None:
-        return TTVOS(TTVOSConfig(), pretrained_backbone=True)
+        return TTVOS(TTVOSConfig(**(overrides or {})), pretrained_backbone=True)
     try:
-        config = TTVOSConfig(**payload.get("config", {}))
+        config = TTVOSConfig(**{**payload.get("config", {}), **(overrides or {})})
     except TypeError as error:
         raise CheckpointError(f"checkpoint configuration does not match this version: {error}") from error
     model = TTVOS(config, pretrained_backbone=False)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(model_weights(payload), strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"checkpoint weights do not fit the network: {error}") from error
     return model

@@ -94,8 +94,7 @@ class Trainer:
         self.rng = np.random.default_rng(config["seed"])
         self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
         if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
-            weights = checkpoint.load(config["init_weights"])["model"]
-            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+            self.model.load_state_dict(checkpoint.model_weights(checkpoint.load(config["init_weights"])))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
         self.step = 0
