@@ -150,7 +150,7 @@ def ros_latency(
     rows = []
     try:
         client.wait_for_node(node)
-        stamp = 1_000_000_000
+        stamp = harness.SECOND
         deadline = time.monotonic() + 60
         while not client.masks:  # best-effort input: the first frames may go before the path is up
             if time.monotonic() > deadline:

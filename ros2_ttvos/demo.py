@@ -23,7 +23,6 @@ from ros2_ttvos.visualize import VideoWriter, overlay
 
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
 SAMPLE_SEQUENCE = "car-shadow"
-SECOND = 1_000_000_000
 
 
 def sample_clip() -> DavisSequence:
@@ -66,7 +65,7 @@ def run_node(args, clip: DavisSequence) -> Dict:
     client = harness.Client()
     try:
         client.wait_for_node(node)
-        stamps = [SECOND + round(i * SECOND / args.rate) for i in range(len(clip))]
+        stamps = [harness.SECOND + round(i * harness.SECOND / args.rate) for i in range(len(clip))]
         client.publish(clip.image(0), stamps[0])
         client.wait_for_masks(1)
         response = client.call(client.set_targets, client.targets_request(clip.mask(0), stamps[0]))

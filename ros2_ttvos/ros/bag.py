@@ -27,9 +27,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ros2_ttvos.ros.harness import stamp_ns
+from ros2_ttvos.ros.harness import SECOND, stamp_ns
 
-SECOND = 1_000_000_000
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 

@@ -23,11 +23,12 @@ from ttvos_interfaces.msg import TrackedObjects
 from ttvos_interfaces.srv import RemoveObjects, SetTargets
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+SECOND = 1_000_000_000  # nanoseconds
 
 
 def stamp_ns(header) -> int:
     """A message header's stamp in nanoseconds (the key that matches outputs to frames)."""
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    return header.stamp.sec * SECOND + header.stamp.nanosec
 
 
 def config_file(name: str) -> Path:
@@ -177,7 +178,7 @@ class Client:
         from std_msgs.msg import Header
 
         header = Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, SECOND)
         return header
 
     def targets_request(self, labels: np.ndarray, stamp_ns: int, replace: bool = False, image=None):
