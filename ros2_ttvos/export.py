@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ros2_ttvos import checkpoint
-from ros2_ttvos.backends import EXPORT_FORMAT, OnnxRuntimeBackend, TorchBackend
+from ros2_ttvos.backends import EXPORT_FORMAT, STATE_INPUTS, OnnxRuntimeBackend, TorchBackend
 from ros2_ttvos.model import TTVOS
-from ros2_ttvos.model.streaming import STATE_NAMES, ObjectEncoder, TrackingStep, soft_aggregate
+from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep, soft_aggregate
 
 OPSET = 17
 STATE_AXES = {
@@ -48,19 +48,19 @@ def _sample(height: int, width: int, objects: int, seed: int = 0):
     return image, masks
 
 
-STEP_OUTPUTS = ["slots", "confidence", "foreground", *(f"{name}_out" for name in STATE_NAMES)]
+STEP_OUTPUTS = ["slots", "confidence", "foreground", *(f"{name}_out" for name in STATE_INPUTS)]
 
 
 def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state, out: Path) -> None:
     torch.onnx.export(
         ObjectEncoder(model), (image, masks), out / "encoder.onnx",
-        input_names=["image", "masks"], output_names=list(STATE_NAMES),
+        input_names=["image", "masks"], output_names=list(STATE_INPUTS),
         dynamic_axes={"image": IMAGE_AXES, "masks": {0: "objects", **IMAGE_AXES}, **STATE_AXES},
         opset_version=OPSET, dynamo=False,
     )  # fmt: skip
     torch.onnx.export(
         TrackingStep(model), (image, *state, torch.tensor(0.5), torch.tensor(1.0)), out / "step.onnx",
-        input_names=["image", *STATE_NAMES, "threshold", "hold_state"], output_names=STEP_OUTPUTS,
+        input_names=["image", *STATE_INPUTS, "threshold", "hold_state"], output_names=STEP_OUTPUTS,
         dynamic_axes={
             "image": IMAGE_AXES, **STATE_AXES,
             "slots": IMAGE_AXES, "confidence": {0: "objects"}, "foreground": {0: "objects", 1: "height", 2: "width"},
@@ -83,8 +83,8 @@ def export(model: TTVOS, out: Path) -> Dict:
         "opset": OPSET,
         "image": "(1, 3, height, width) float32 RGB in [0, 255]; height and width multiples of 16",
         "encoder": {"inputs": ["image", "masks (objects, 1, height, width) float32 in {0, 1}"],
-                    "outputs": list(STATE_NAMES)},
-        "step": {"inputs": ["image", *STATE_NAMES, "threshold () float32", "hold_state () float32 in {0, 1}"],
+                    "outputs": list(STATE_INPUTS)},
+        "step": {"inputs": ["image", *STATE_INPUTS, "threshold () float32", "hold_state () float32 in {0, 1}"],
                  "outputs": STEP_OUTPUTS},
         "state": {name: {"shape": [str(axes.get(i, d)) for i, d in enumerate(t.shape)], "dtype": "float32"}
                   for (name, axes), t in zip(STATE_AXES.items(), state, strict=True)},

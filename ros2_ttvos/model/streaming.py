@@ -15,7 +15,6 @@ from torch import nn
 
 from ros2_ttvos.model.ttvos import TTVOS, TemplateState
 
-STATE_NAMES = ("hist", "st", "lt", "updates", "area")
 AREA_RATE = 0.2  # how fast an object's usual area follows its confident frames
 
 
