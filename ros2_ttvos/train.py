@@ -7,6 +7,8 @@
 A run directory holds ``last.pt`` (written atomically at least every ``checkpoint_minutes``,
 on SIGINT/SIGTERM and at the end), ``previous.pt`` (the one before, used when ``last.pt`` is
 damaged), ``best.pt`` (best hold-out J&F) and ``log.csv`` (every loss, every hold-out check).
+The hold-out check runs the tracker at ``holdout_internal_size``, which a stage may set for
+itself; when it changes, ``best.pt`` is scored again at the new size before it is compared.
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
 the whole schedule state.
 """
@@ -99,6 +101,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
         self.step = 0
         self.best_jf = -1.0
+        self.best_size: Optional[int] = None  # internal size best_jf was measured at
         data = config["data"]
         davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences())
         holdout = set(data["holdout"])
@@ -124,6 +127,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             step=self.step,
             best_jf=self.best_jf,
+            best_size=self.best_size,
             numpy_rng=self.rng.bit_generator.state,
             torch_rng=torch.get_rng_state(),
             train_config=self.config,
@@ -153,6 +157,7 @@ class Trainer:
                 continue
             self.step = int(payload["step"])
             self.best_jf = float(payload["best_jf"])
+            self.best_size = payload.get("best_size")  # absent before session 3: re-scored
             self.rng.bit_generator.state = payload["numpy_rng"]
             torch.set_rng_state(payload["torch_rng"])
             self._truncate_log()
@@ -218,19 +223,25 @@ class Trainer:
         self.step += 1
         return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr}
 
-    def holdout_check(self) -> Dict[str, float]:
+    def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
-        tracker = Tracker.from_model(
-            self.model, self.device, internal_size=self.config.get("holdout_internal_size", 240)
-        )
-        scores = evaluate_sequences(tracker, self.holdout)
+        size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
+        scores = evaluate_sequences(Tracker.from_model(self.model, self.device, internal_size=size), self.holdout)
+        best = self.run_dir / "best.pt"
+        if size != self.best_size and best.is_file():
+            LOG.info("hold-out size is now %d: scoring best.pt again at that size", size)
+            model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
+            self.best_jf = evaluate_sequences(Tracker.from_model(model, self.device, internal_size=size), self.holdout)["JF_mean"]
+        self.best_size = size
         if scores["JF_mean"] > self.best_jf:
             self.best_jf = scores["JF_mean"]
             checkpoint.save_atomic(
                 checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
-                self.run_dir / "best.pt",
+                best,
             )
-            (self.run_dir / "best.json").write_text(json.dumps({"step": self.step, **scores}, indent=2))
+            (self.run_dir / "best.json").write_text(
+                json.dumps({"step": self.step, "internal_size": size, **scores}, indent=2)
+            )
         return scores
 
     def request_stop(self, signum, frame) -> None:
@@ -253,7 +264,7 @@ class Trainer:
                 frames_per_s=round(stage["batch"] * stage["frames"] / elapsed, 2),
             )  # fmt: skip
             if self.step % self.config.get("holdout_every", 250) == 0 or self.step == end:
-                scores = self.holdout_check()
+                scores = self.holdout_check(stage)
                 row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
             self._log(row)
             bar.update(1)

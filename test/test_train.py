@@ -1,6 +1,7 @@
 """A tiny training run: the loss goes down, checkpoints resume exactly, damage is survived."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer, plot_run
 
 
@@ -75,3 +78,16 @@ def test_a_stage_can_set_its_own_crop_size(tiny_config):
     frames, masks = trainer._batch(stage)
     assert frames.shape == (2, 3, 3, 96, 128) and masks.shape == (2, 3, 1, 96, 128)
     assert trainer._batch(tiny_config["stages"][1])[0].shape[-2:] == (64, 96)
+
+
+def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
+    """A stage that selects at another internal size scores best.pt again before comparing."""
+    first, second = tiny_config["stages"]
+    stages = [{**first, "steps": 3}, {**second, "steps": 3, "holdout_internal_size": 96}]
+    trainer = Trainer({**tiny_config, "holdout_every": 3, "stages": stages})
+    trainer.run()
+    best = checkpoint.build_model(checkpoint.load(trainer.run_dir / "best.pt"))
+    rescored = evaluate_sequences(Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout)
+    assert trainer.best_size == 96
+    assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
+    assert trainer.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
