@@ -231,7 +231,9 @@ class Trainer:
         if size != self.best_size and best.is_file():
             LOG.info("hold-out size is now %d: scoring best.pt again at that size", size)
             model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
-            self.best_jf = evaluate_sequences(Tracker.from_model(model, self.device, internal_size=size), self.holdout)["JF_mean"]
+            self.best_jf = evaluate_sequences(Tracker.from_model(model, self.device, internal_size=size), self.holdout)[
+                "JF_mean"
+            ]
         self.best_size = size
         if scores["JF_mean"] > self.best_jf:
             self.best_jf = scores["JF_mean"]
