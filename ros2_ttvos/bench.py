@@ -110,22 +110,28 @@ def speed_ratios(rows: List[Dict]) -> Dict[str, float]:
 
 
 def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
-    """Parameters and FLOPs of one tracking step (backbone + one object) at ``shape``."""
+    """Parameters, and FLOPs of one tracking step at ``shape``: one object, and each further object."""
     image = torch.rand(1, 3, *shape, device=device) * 255
-    mask = torch.zeros(1, 1, *shape, device=device)
-    mask[..., shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 1
-    with torch.inference_mode():
-        state = model.init_state(model.encode_image(image), mask)
-        with FlopCounterMode(display=False) as counter:
-            feats = model.encode_image(image)
-            out = model.segment(feats, state)
-            model.update_state(feats, state, out.weight, torch.softmax(out.logits, 1)[:, 1:])
+
+    def step_flops(objects: int) -> int:
+        masks = torch.zeros(objects, 1, *shape, device=device)
+        masks[..., shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 1
+        with torch.inference_mode():
+            state = model.init_state(model.encode_image(image), masks)
+            with FlopCounterMode(display=False) as counter:
+                feats = model.encode_image(image)
+                out = model.segment(feats, state)
+                model.update_state(feats, state, out.weight, torch.softmax(out.logits, 1)[:, 1:])
+        return counter.get_total_flops()
+
+    one, two = step_flops(1), step_flops(2)
     total = sum(p.numel() for p in model.parameters())
     backbone = sum(p.numel() for p in model.backbone.parameters())
     return {
         "parameters": total,
         "parameters_excluding_backbone": total - backbone,
-        "gflops_per_frame": counter.get_total_flops() / 1e9,
+        "gflops_per_frame": one / 1e9,
+        "gflops_per_extra_object": (two - one) / 1e9,
         "flops_input": list(shape),
     }
 
@@ -257,7 +263,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     info = model_info(model, tracker.device)
     print(
         f"parameters {info['parameters'] / 1e6:.2f} M ({info['parameters_excluding_backbone'] / 1e6:.2f} M "
-        f"outside the backbone), {info['gflops_per_frame']:.2f} GFLOPs per frame at 480x864, one object"
+        f"outside the backbone), {info['gflops_per_frame']:.2f} GFLOPs per frame at 480x864 with one object, "
+        f"{info['gflops_per_extra_object']:.2f} for each further object"
     )
     if args.model_info:
         return 0

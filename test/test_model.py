@@ -6,6 +6,7 @@ import torch
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
 from ros2_ttvos.model.streaming import AREA_RATE, ObjectEncoder, TrackingStep
+from ros2_ttvos.model.ttvos import _conv_part, coordinate_channels
 
 
 def test_fixed_padding_matches_the_package_static_padding():
@@ -118,3 +119,25 @@ def test_confidence_is_sureness_times_presence_and_lost_objects_hold_their_state
         assert all(torch.equal(a, b) for a, b in zip(new[5:], state[2:] + [area], strict=True))
     assert torch.equal(lost_held[3], state[0]) and torch.equal(lost_held[4], state[1])
     assert not torch.equal(lost_followed[3], state[0]) and not torch.equal(lost_followed[4], state[1])
+
+
+def test_a_split_convolution_equals_the_convolution_of_the_concatenation():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(7, 5, 3, padding=1)
+    a, b = torch.randn(2, 4, 9, 11), torch.randn(2, 3, 9, 11)
+    split = _conv_part(conv, a, slice(0, 4), bias=True) + _conv_part(conv, b, slice(4, None))
+    assert torch.allclose(split, conv(torch.cat([a, b], dim=1)), atol=1e-5)
+
+
+def test_long_term_branches_split_into_frame_and_history_parts_exactly(network):
+    """What encode_image computes once per frame + the folded history kernel = the branch itself."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 96, 160) * 255
+    hist = torch.rand(3, 6, 12, 20)
+    feats = network.encode_image(image)
+    f8 = network.backbone(image)[1].expand(3, -1, -1, -1)
+    coords = coordinate_channels(12, 20, image.device).expand(3, -1, -1, -1)
+    clue = torch.cat([f8, hist, coords], dim=1)
+    for name in ("lt_query", "lt_key", "lt_value"):
+        branch = getattr(network, name)
+        assert torch.allclose(network._branch(branch, feats[name], hist), branch(clue), atol=1e-4), name

@@ -1,8 +1,7 @@
 """The TTVOS network: template matching with short- and long-term templates.
 
 Glossary (trailing digit = stride of a feature map relative to the padded input):
-  f4, f8, f16   shared backbone features of the current frame (one per frame, all objects);
-                f4 is projected to the decoder width, f8_mod is f8 as the long-term blend uses it
+  f4, f8, f16   backbone features of the current frame (one per frame, all objects)
   hist          per-object heatmap history: background/foreground probabilities of the last
                 three frames (6 channels), oldest first, at stride 8
   coords        3 coordinate channels (x, y, radial distance), at stride 8
@@ -11,8 +10,11 @@ Glossary (trailing digit = stride of a feature map relative to the padded input)
   attn          attention map A_t, (N, A, H8, W8), from which the decoder, the adaptive weight,
                 the transition map and the auxiliary head read
 
-N is the number of objects: the per-object part runs batched over N; backbone features are
-computed once and broadcast. Shapes are float32 unless stated.
+N is the number of objects: the per-object part runs batched over N. Most per-object layers
+convolve a concatenation of frame features and object tensors; convolution is linear, so each
+such layer is split into a frame part, computed once per frame by ``encode_image``, and an
+object part, added to it (see ``_conv_part``). The weights are those of the unsplit layers.
+Shapes are float32 unless stated.
 """
 
 import math
@@ -78,6 +80,28 @@ def heatmap_at_stride(prob_fg: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.cat([1.0 - fg, fg], dim=1)
 
 
+def _conv_part(conv: nn.Conv2d, x: torch.Tensor, channels: slice, bias: bool = False) -> torch.Tensor:
+    """``conv`` (ungrouped) applied to its input channels ``channels`` only, with its bias if ``bias``.
+
+    A convolution of concatenated inputs is the sum of such parts, one per input.
+    """
+    return F.conv2d(x, conv.weight[:, channels], conv.bias if bias else None, conv.stride, conv.padding)
+
+
+def _branch_history_kernel(branch: nn.Sequential, hist_channels: slice) -> torch.Tensor:
+    """The linear map from the mask history to a key/value/query branch's grouped 5x5 output.
+
+    The branch's 1x1 projection of the history channels folded into its grouped 5x5 convolution:
+    a dense 5x5 kernel (C, 2 * HISTORY_FRAMES, 5, 5), cheaper per object than the two layers.
+    """
+    project, spatial = branch[0], branch[1]
+    groups, channels = spatial.groups, spatial.out_channels
+    per_group = channels // groups
+    w_project = project.weight[:, hist_channels, 0, 0].reshape(groups, per_group, -1)
+    w_spatial = spatial.weight.reshape(groups, per_group, per_group, *spatial.kernel_size)
+    return torch.einsum("goiuv,gij->gojuv", w_spatial, w_project).reshape(channels, -1, *spatial.kernel_size)
+
+
 def _key_value_branch(in_channels: int, out_channels: int, groups: int) -> nn.Sequential:
     """1x1 conv, then grouped 5x5 conv, LeakyReLU(0.2)."""
     return nn.Sequential(
@@ -114,6 +138,9 @@ class TTVOS(nn.Module):
             config.decoder_channels,
         )
         clue = 2 * HISTORY_FRAMES + 3  # heatmap history + coordinates
+        # Input channel ranges of the split layers (see _conv_part).
+        self._hist_in_clue = slice(c8, c8 + 2 * HISTORY_FRAMES)  # clue = [f8, hist, coords]
+        self._coords_in_clue = slice(c8 + 2 * HISTORY_FRAMES, None)
         self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
         # Short-term matching: template from previous features + history, match with current.
         self.st_template = _conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
@@ -146,32 +173,54 @@ class TTVOS(nn.Module):
 
     # --- per frame -----------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """image: (1, 3, H, W) float RGB in [0, 255], H and W multiples of 32."""
+        """The frame parts of every per-object layer, computed once for all objects.
+
+        image: (B, 3, H, W) float RGB in [0, 255], H and W multiples of 32.
+        """
         f4, f8, f16, f32 = self.backbone(image)
         f32_up = F.interpolate(f32, size=f16.shape[-2:], mode="bilinear", align_corners=False)
         f16 = self.neck(torch.cat([f16, f32_up], dim=1))
         coords = coordinate_channels(f8.shape[-2], f8.shape[-1], f8.device).to(f8.dtype)
-        # Object-independent projections, computed once per frame.
-        return {"f4": self.f4_project(f4), "f8": f8, "f8_mod": self.f8_modify(f8), "f16": f16, "coords": coords}
+        neck, st_width, lt_width, d = (
+            self.config.neck_channels,
+            2 * self.config.short_term_channels,
+            self.config.long_term_channels,
+            self.config.decoder_channels,
+        )
+        c8 = f8.shape[1]
+
+        def branch_part(branch: nn.Sequential) -> torch.Tensor:  # [f8, coords] through 1x1 and 5x5
+            project = _conv_part(branch[0], f8, slice(0, c8), bias=True)
+            return branch[1](project + _conv_part(branch[0], coords, self._coords_in_clue))
+
+        return {
+            "st_template": _conv_part(self.st_template[0], f16, slice(0, neck), bias=True),
+            "st_match": _conv_part(self.st_match[0], f16, slice(st_width, None), bias=True),
+            "lt_query": branch_part(self.lt_query),
+            "lt_key": branch_part(self.lt_key),
+            "lt_value": branch_part(self.lt_value),
+            "lt_blend": _conv_part(self.lt_blend[0], self.f8_modify(f8), slice(lt_width, None), bias=True),
+            "skip4": _conv_part(self.skip4[0], self.f4_project(f4), slice(d, None), bias=True),
+        }
 
     # --- per object ----------------------------------------------------------------------
-    def _clue(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
-        n = hist.shape[0]
-        return torch.cat([feats["f8"].expand(n, -1, -1, -1), hist, feats["coords"].expand(n, -1, -1, -1)], dim=1)
+    def _branch(self, branch: nn.Sequential, frame_part: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """A long-term key/value/query branch on [f8, hist, coords]: frame part + history part."""
+        kernel = _branch_history_kernel(branch, self._hist_in_clue)
+        return branch[2](frame_part + F.conv2d(hist, kernel, padding=branch[1].padding))
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
-        x = self._clue(feats, hist)
-        key = self.lt_key(x).flatten(2)
-        value = self.lt_value(x).flatten(2)
+        key = self._branch(self.lt_key, feats["lt_key"], hist).flatten(2)
+        value = self._branch(self.lt_value, feats["lt_value"], hist).flatten(2)
         # sqrt(HW) as a tensor op, so that an exported graph keeps it dynamic in the frame size.
         scale = torch.sqrt(torch._shape_as_tensor(key)[-1].to(key.dtype))
         return torch.softmax(key @ value.transpose(1, 2) / scale, dim=-1)
 
     def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
-        n = hist.shape[0]
         hist16 = F.avg_pool2d(hist, 2)
-        return self.st_template(torch.cat([feats["f16"].expand(n, -1, -1, -1), hist16], dim=1))
+        hist_part = _conv_part(self.st_template[0], hist16, slice(self.config.neck_channels, None))
+        return self.st_template[1](feats["st_template"] + hist_part)
 
     def init_state(self, feats: Dict[str, torch.Tensor], prob_fg: torch.Tensor) -> TemplateState:
         """State of N objects from their given masks. prob_fg: (N, 1, H, W) in [0, 1]."""
@@ -188,22 +237,24 @@ class TTVOS(nn.Module):
     def segment(self, feats: Dict[str, torch.Tensor], state: TemplateState) -> StepOutput:
         """Segment the current frame for every object of ``state``."""
         n = state.hist.shape[0]
-        f16 = feats["f16"].expand(n, -1, -1, -1)
+        st_width = 2 * self.config.short_term_channels
         if self.config.use_short_term:
-            s_st = self.st_match(torch.cat([state.st, f16], dim=1))
+            st_part = _conv_part(self.st_match[0], state.st, slice(0, st_width))
+            s_st = self.st_match[1](feats["st_match"] + st_part)
         else:
-            s_st = torch.zeros(n, self.config.short_term_channels, *f16.shape[-2:], device=f16.device)
+            s_st = state.st.new_zeros(n, self.config.short_term_channels, *state.st.shape[-2:])
         if self.config.use_long_term:
-            query = self.lt_query(self._clue(feats, state.hist))
+            query = self._branch(self.lt_query, feats["lt_query"], state.hist)
             z = (state.lt @ query.flatten(2)).view_as(query)
         else:
-            z = torch.zeros(n, self.config.long_term_channels, *feats["f8"].shape[-2:], device=f16.device)
-        f8_mod = feats["f8_mod"].expand(n, -1, -1, -1)
-        s_lt = self.lt_blend(torch.cat([z, f8_mod], dim=1))
+            z = state.hist.new_zeros(n, self.config.long_term_channels, *state.hist.shape[-2:])
+        z_part = _conv_part(self.lt_blend[0], z, slice(0, self.config.long_term_channels))
+        s_lt = self.lt_blend[1](feats["lt_blend"] + z_part)
         attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
 
         r4 = self.up8(attn)
-        r4_skip = self.skip4(torch.cat([r4, feats["f4"].expand(n, -1, -1, -1)], dim=1))
+        r4_part = _conv_part(self.skip4[0], r4, slice(0, self.config.decoder_channels))
+        r4_skip = self.skip4[1](feats["skip4"] + r4_part)
         logits = self.final(torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
         weight = torch.sigmoid(self.weight_out(self.weight_conv(attn).mean(dim=(2, 3), keepdim=True)))
         return StepOutput(
