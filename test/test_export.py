@@ -4,11 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.davis import Davis
-from ros2_ttvos.export import validate
+from ros2_ttvos.export import export, validate
 from ros2_ttvos.tracker import Tracker
 
 SHARED_DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "DAVIS"
@@ -76,6 +77,38 @@ def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir, backend):
         total += by_torch.labels.size
         assert abs(by_torch.confidences[1] - by_onnx.confidences[1]) < 1e-3
     assert equal / total >= 0.999
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """The shipped weights and their export: objects of a trained network rarely tie."""
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS)).eval()
+    out = tmp_path_factory.mktemp("shipped-onnx")
+    export(model, out)
+    return model, out
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backends_agree_with_several_objects(shipped, backend):
+    """The swan's mask split at its middle column into objects 1 and 2, and a third object."""
+    network, export_dir = shipped
+    sequence = Davis(SHARED_DAVIS, 2016, "val").sequence("blackswan")
+    labels = sequence.mask(0).astype(np.uint8)
+    middle = int(np.median(np.nonzero(labels)[1]))
+    labels[:, middle:] *= 2
+    labels[20:80, 30:120] = 3
+    trackers = [
+        Tracker.from_model(network, device="cpu", internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, internal_size=240),
+    ]
+    for tracker in trackers:
+        tracker.add_objects(sequence.image(0), labels)
+    for index in range(1, 15):
+        by_torch, by_runtime = (tracker.step(sequence.image(index)) for tracker in trackers)
+        assert np.mean(by_torch.labels == by_runtime.labels) >= 0.999
+        assert set(by_runtime.confidences) == {1, 2, 3}
+        for object_id, confidence in by_torch.confidences.items():
+            assert abs(confidence - by_runtime.confidences[object_id]) < 1e-3
 
 
 def test_reduced_precision_is_never_a_default(export_dir):

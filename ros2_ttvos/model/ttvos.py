@@ -88,6 +88,15 @@ def _conv_part(conv: nn.Conv2d, x: torch.Tensor, channels: slice, bias: bool = F
     return F.conv2d(x, conv.weight[:, channels], conv.bias if bias else None, conv.stride, conv.padding)
 
 
+def _with_frame_part(frame_part: torch.Tensor, object_part: torch.Tensor) -> torch.Tensor:
+    """object part (N, ...) + frame part (1 or N, ...), broadcast over the objects.
+
+    The object part comes first on purpose: OpenVINO's CPU plugin fuses the addition into the
+    convolution that made its first operand, and fails there if that is the batch-1 frame part.
+    """
+    return object_part + frame_part
+
+
 def _branch_history_kernel(branch: nn.Sequential, hist_channels: slice) -> torch.Tensor:
     """The linear map from the mask history to a key/value/query branch's grouped 5x5 output.
 
@@ -207,7 +216,7 @@ class TTVOS(nn.Module):
     def _branch(self, branch: nn.Sequential, frame_part: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
         """A long-term key/value/query branch on [f8, hist, coords]: frame part + history part."""
         kernel = _branch_history_kernel(branch, self._hist_in_clue)
-        return branch[2](frame_part + F.conv2d(hist, kernel, padding=branch[1].padding))
+        return branch[2](_with_frame_part(frame_part, F.conv2d(hist, kernel, padding=branch[1].padding)))
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
@@ -220,7 +229,7 @@ class TTVOS(nn.Module):
     def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         hist16 = F.avg_pool2d(hist, 2)
         hist_part = _conv_part(self.st_template[0], hist16, slice(self.config.neck_channels, None))
-        return self.st_template[1](feats["st_template"] + hist_part)
+        return self.st_template[1](_with_frame_part(feats["st_template"], hist_part))
 
     def init_state(self, feats: Dict[str, torch.Tensor], prob_fg: torch.Tensor) -> TemplateState:
         """State of N objects from their given masks. prob_fg: (N, 1, H, W) in [0, 1]."""
@@ -240,7 +249,7 @@ class TTVOS(nn.Module):
         st_width = 2 * self.config.short_term_channels
         if self.config.use_short_term:
             st_part = _conv_part(self.st_match[0], state.st, slice(0, st_width))
-            s_st = self.st_match[1](feats["st_match"] + st_part)
+            s_st = self.st_match[1](_with_frame_part(feats["st_match"], st_part))
         else:
             s_st = state.st.new_zeros(n, self.config.short_term_channels, *state.st.shape[-2:])
         if self.config.use_long_term:
@@ -249,12 +258,12 @@ class TTVOS(nn.Module):
         else:
             z = state.hist.new_zeros(n, self.config.long_term_channels, *state.hist.shape[-2:])
         z_part = _conv_part(self.lt_blend[0], z, slice(0, self.config.long_term_channels))
-        s_lt = self.lt_blend[1](feats["lt_blend"] + z_part)
+        s_lt = self.lt_blend[1](_with_frame_part(feats["lt_blend"], z_part))
         attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
 
         r4 = self.up8(attn)
         r4_part = _conv_part(self.skip4[0], r4, slice(0, self.config.decoder_channels))
-        r4_skip = self.skip4[1](feats["skip4"] + r4_part)
+        r4_skip = self.skip4[1](_with_frame_part(feats["skip4"], r4_part))
         logits = self.final(torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
         weight = torch.sigmoid(self.weight_out(self.weight_conv(attn).mean(dim=(2, 3), keepdim=True)))
         return StepOutput(
