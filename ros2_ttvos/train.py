@@ -299,8 +299,11 @@ def plot_run(run_dir: Path) -> Path:
     ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
     ax_loss.legend()
     checked = [r for r in rows if r["holdout_JF"]]
-    ax_jf.plot([int(r["step"]) for r in checked], [100 * float(r["holdout_JF"]) for r in checked], "o-")
-    ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences)")
+    for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
+        points = [r for r in checked if r["stage"] == stage]
+        ax_jf.plot([int(r["step"]) for r in points], [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+    ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
+    ax_jf.legend()
     fig.tight_layout()
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)
