@@ -223,17 +223,18 @@ class Trainer:
         self.step += 1
         return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr}
 
+    def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
+        return evaluate_sequences(Tracker.from_model(model, self.device, internal_size=internal_size), self.holdout)
+
     def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
         size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
-        scores = evaluate_sequences(Tracker.from_model(self.model, self.device, internal_size=size), self.holdout)
+        scores = self._holdout_scores(self.model, size)
         best = self.run_dir / "best.pt"
         if size != self.best_size and best.is_file():
-            LOG.info("hold-out size is now %d: scoring best.pt again at that size", size)
-            model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
-            self.best_jf = evaluate_sequences(Tracker.from_model(model, self.device, internal_size=size), self.holdout)[
-                "JF_mean"
-            ]
+            best_model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
+            self.best_jf = self._holdout_scores(best_model, size)["JF_mean"]
+            LOG.info("hold-out size is now %d: best.pt scored again at that size: J&F %.4f", size, self.best_jf)
         self.best_size = size
         if scores["JF_mean"] > self.best_jf:
             self.best_jf = scores["JF_mean"]
