@@ -50,9 +50,16 @@ def _path(value: str, base: Path) -> Path:
 
 
 def load_config(path: Path) -> Dict[str, Any]:
-    """Read the YAML config; paths are resolved against the current directory."""
+    """Read the YAML config; paths are resolved against the current directory.
+
+    A config with ``base: OTHER.yaml`` is that config with its own top-level keys replacing
+    the base's (an experiment that starts from another run's data and settings).
+    """
     with open(path) as handle:
         config = yaml.safe_load(handle)
+    if "base" in config:
+        with open(config.pop("base")) as handle:
+            config = {**yaml.safe_load(handle), **config}
     base = Path.cwd()
     config["run_dir"] = str(_path(config["run_dir"], base))
     data = config["data"]
@@ -199,7 +206,7 @@ class Trainer:
             if self.rng.random() < stage["synthetic"]:
                 clip = synthetic_clip(self._sample_still, self.rng, stage["frames"], size)
             else:
-                clip = self.clips.clip(self.rng, stage["frames"], size)
+                clip = self.clips.clip(self.rng, stage["frames"], size, stage.get("max_stride", 3))
             if clip[1][0].any():  # the target must be visible when it is given
                 frames.append(clip[0])
                 masks.append(clip[1])

@@ -11,7 +11,7 @@ import torch
 from ros2_ttvos import checkpoint
 from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.tracker import Tracker
-from ros2_ttvos.train import Trainer, plot_run
+from ros2_ttvos.train import Trainer, load_config, plot_run
 
 
 def read_log(run_dir: Path):
@@ -91,3 +91,16 @@ def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
     assert trainer.best_size == 96
     assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
     assert trainer.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
+
+
+def test_a_config_can_start_from_a_base_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text(
+        "run_dir: runs/a\nsize: [64, 96]\nstages: [{name: s, steps: 2}]\n"
+        "data: {davis_root: d, davis_train_list: d/train.txt, holdout: [x]}\n"
+    )
+    (tmp_path / "experiment.yaml").write_text("base: base.yaml\nrun_dir: runs/b\nstages: [{name: t, steps: 5}]\n")
+    config = load_config(tmp_path / "experiment.yaml")
+    assert config["run_dir"] == str(tmp_path / "runs" / "b") and config["size"] == [64, 96]
+    assert config["stages"] == [{"name": "t", "steps": 5}] and config["data"]["davis_root"] == str(tmp_path / "d")
+    assert "base" not in config
