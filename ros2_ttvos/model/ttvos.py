@@ -148,7 +148,8 @@ class TTVOS(nn.Module):
         )
         clue = 2 * HISTORY_FRAMES + 3  # heatmap history + coordinates
         # Input channel ranges of the split layers (see _conv_part).
-        self._hist_in_clue = slice(c8, c8 + 2 * HISTORY_FRAMES)  # clue = [f8, hist, coords]
+        self._f8_in_clue = slice(0, c8)  # clue = [f8, hist, coords]
+        self._hist_in_clue = slice(c8, c8 + 2 * HISTORY_FRAMES)
         self._coords_in_clue = slice(c8 + 2 * HISTORY_FRAMES, None)
         self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
         # Short-term matching: template from previous features + history, match with current.
@@ -196,10 +197,9 @@ class TTVOS(nn.Module):
             self.config.long_term_channels,
             self.config.decoder_channels,
         )
-        c8 = f8.shape[1]
 
         def branch_part(branch: nn.Sequential) -> torch.Tensor:  # [f8, coords] through 1x1 and 5x5
-            project = _conv_part(branch[0], f8, slice(0, c8), bias=True)
+            project = _conv_part(branch[0], f8, self._f8_in_clue, bias=True)
             return branch[1](project + _conv_part(branch[0], coords, self._coords_in_clue))
 
         return {
