@@ -123,10 +123,27 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ros2_ttvos" / "exports"
 
 
+def graph_code_digest() -> str:
+    """Digest of the source files that define the exported graphs.
+
+    Part of the cache key: a new version of the network code exports the same weights again
+    instead of running graphs traced from the old code.
+    """
+    from ros2_ttvos.model import backbone, streaming, ttvos
+
+    digest = hashlib.sha256(EXPORT_FORMAT.encode())
+    for module in (backbone, ttvos, streaming, sys.modules[__name__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def cached_export(weights: Path) -> Path:
-    """An export folder for checkpoint ``weights``, made once (validated) and kept in the user cache."""
+    """An export folder for checkpoint ``weights``, made once (validated) and kept in the user cache.
+
+    The folder is keyed by the checkpoint's and the network code's digests.
+    """
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    folder = cache_root() / f"{digest}-{EXPORT_FORMAT.rsplit('/', 1)[1]}"  # a new format exports again
+    folder = cache_root() / f"{digest}-{graph_code_digest()}"
     if (folder / "state.json").is_file():
         return folder
     model = checkpoint.build_model(checkpoint.load(weights))

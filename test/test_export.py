@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos import export as export_module
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.export import export, validate
 from ros2_ttvos.tracker import Tracker
@@ -111,6 +112,34 @@ def test_backends_agree_with_several_objects(shipped, backend):
             assert abs(confidence - by_runtime.confidences[object_id]) < 1e-3
 
 
+def test_openvino_follows_objects_added_and_removed_mid_stream(shipped):
+    """The OpenVINO step is compiled per object count: counts change as objects come and go."""
+    network, export_dir = shipped
+    sequence = Davis(SHARED_DAVIS, 2016, "val").sequence("blackswan")
+    swan = sequence.mask(0).astype(np.uint8)
+    box = np.zeros_like(swan)
+    box[20:80, 30:120] = 1
+    trackers = [
+        Tracker.from_model(network, device="cpu", internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", internal_size=240),
+    ]
+    boxes = 2 * box + 3 * np.roll(box, 200, axis=1)
+    for index in range(7):  # no object, then 1 (swan), 3 (and two boxes), 2 (box 2 dropped)
+        for tracker in trackers:
+            if index == 1:
+                tracker.add_objects(sequence.image(index), swan)
+            elif index == 3:
+                tracker.add_objects(sequence.image(index), boxes)
+            elif index == 5:
+                tracker.remove_objects([2])
+        by_torch, by_openvino = (tracker.step(sequence.image(index + 1)) for tracker in trackers)
+        assert np.mean(by_torch.labels == by_openvino.labels) >= 0.999
+        assert by_torch.confidences.keys() == by_openvino.confidences.keys()
+        for object_id, confidence in by_torch.confidences.items():
+            assert abs(confidence - by_openvino.confidences[object_id]) < 1e-3
+    assert sorted(trackers[1].object_ids) == [1, 3]
+
+
 def test_reduced_precision_is_never_a_default(export_dir):
     assert Tracker.from_pretrained(export_dir, device="cpu", backend="openvino").backend.precision == "fp32"
     with pytest.raises(ValueError, match="needs the openvino backend"):
@@ -127,3 +156,7 @@ def test_auto_backend_exports_a_checkpoint_once_into_the_cache(network, tmp_path
     assert len(exports) == 1 and (exports[0] / "step.onnx").is_file()
     Tracker.from_pretrained(weights, device="cpu", backend="onnxruntime")
     assert list((tmp_path / "cache" / "ros2_ttvos" / "exports").iterdir()) == exports  # reused
+    # Other network code (a new package version) must not run graphs traced from the old code.
+    monkeypatch.setattr(export_module, "graph_code_digest", lambda: "other-code")
+    Tracker.from_pretrained(weights, device="cpu", backend="onnxruntime")
+    assert len(list((tmp_path / "cache" / "ros2_ttvos" / "exports").iterdir())) == 2
