@@ -35,6 +35,7 @@ from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
+from ros2_ttvos.model.factorize import factorize
 from ros2_ttvos.tracker import Tracker
 
 LOG = logging.getLogger("ttvos-train")
@@ -103,7 +104,7 @@ class Trainer:
         self.rng = np.random.default_rng(config["seed"])
         self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
         if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
-            self.model.load_state_dict(checkpoint.model_weights(checkpoint.load(config["init_weights"])))
+            self.model.load_state_dict(self._initial_weights(config["init_weights"]))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
         self.step = 0
@@ -116,6 +117,16 @@ class Trainer:
         self.holdout = [davis.sequence(name) for name in data["holdout"]]
         self.stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
         self._stop_requested = False
+
+    def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
+        """The weights of checkpoint ``path``; factorized (SVD) when this run's network has
+        ``head_ranks`` and the checkpoint's network has full-rank layers."""
+        payload = checkpoint.load(path)
+        ranks = self.model.config.head_ranks
+        if ranks and not payload.get("config", {}).get("head_ranks"):
+            LOG.info("init weights %s: factorizing %s", path, ranks)
+            return factorize(checkpoint.build_model(payload), ranks).state_dict()
+        return checkpoint.model_weights(payload)
 
     def _train_sequences(self) -> List[str]:
         listing = Path(self.config["data"]["davis_train_list"])

@@ -140,4 +140,4 @@ def test_long_term_branches_split_into_frame_and_history_parts_exactly(network):
     clue = torch.cat([f8, hist, coords], dim=1)
     for name in ("lt_query", "lt_key", "lt_value"):
         branch = getattr(network, name)
-        assert torch.allclose(network._branch(branch, feats[name], hist), branch(clue), atol=1e-4), name
+        assert torch.allclose(network._branch(name[3:], feats, hist), branch(clue), atol=1e-4), name

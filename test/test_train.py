@@ -10,6 +10,7 @@ import torch
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.model.factorize import factorize
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer, load_config, plot_run
 
@@ -104,3 +105,21 @@ def test_a_config_can_start_from_a_base_config(tmp_path, monkeypatch):
     assert config["run_dir"] == str(tmp_path / "runs" / "b") and config["size"] == [64, 96]
     assert config["stages"] == [{"name": "t", "steps": 5}] and config["data"]["davis_root"] == str(tmp_path / "d")
     assert "base" not in config
+
+
+def test_a_factorized_run_starts_from_the_svd_of_full_rank_init_weights(tiny_config, tmp_path):
+    source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
+    source.run(max_steps=1)
+    ranks = {"attention": 8, "final": 8}
+    started = Trainer(
+        {
+            **tiny_config,
+            "run_dir": str(tmp_path / "slim"),
+            "init_weights": str(source.run_dir / "last.pt"),
+            "model": {"head_ranks": ranks},
+        }
+    )
+    expected = factorize(source.model.cpu(), ranks).state_dict()
+    assert started.model.config.head_ranks == ranks
+    for name, value in started.model.state_dict().items():
+        assert torch.allclose(value, expected[name], atol=1e-6), name

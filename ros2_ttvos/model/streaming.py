@@ -30,6 +30,17 @@ def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
     return odds / odds.sum(dim=0, keepdim=True)
 
 
+def assign_slots(foreground: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) foreground probabilities -> (H, W) int64: 0 = background, k = the k-th object.
+
+    The argmax of ``soft_aggregate``: odds grow with the probability and share one normaliser,
+    so the winner is the most probable of the clamped probabilities and the background.
+    """
+    fg = foreground.clamp(1e-7, 1 - 1e-7)
+    background = torch.prod(1 - fg, dim=0, keepdim=True).clamp(1e-7, 1 - 1e-7)
+    return torch.cat([background, fg], dim=0).argmax(dim=0)
+
+
 class ObjectEncoder(nn.Module):
     """(image, masks (N, 1, H, W) in {0, 1}) -> the N objects' initial state (area: mask share)."""
 
@@ -63,10 +74,10 @@ class TrackingStep(nn.Module):
     def forward(self, image, hist, st, lt, updates, area, threshold, hold_state) -> Tuple[torch.Tensor, ...]:
         state = TemplateState(hist, st, lt, updates)
         feats = self.model.encode_image(image)
-        out = self.model.segment(feats, state)
-        prob_fg = torch.softmax(out.logits, dim=1)[:, 1:]
+        out = self.model.segment(feats, state, with_logits=False)
+        prob_fg = out.foreground
         foreground = prob_fg[:, 0]
-        slots = soft_aggregate(foreground).argmax(dim=0)
+        slots = assign_slots(foreground)
         ids = torch.arange(1, foreground.shape[0] + 1, device=image.device).view(-1, 1, 1)
         mine = (slots.unsqueeze(0) == ids).to(foreground.dtype)
         pixels = mine.sum(dim=(1, 2))

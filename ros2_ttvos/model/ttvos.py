@@ -14,11 +14,13 @@ N is the number of objects: the per-object part runs batched over N. Most per-ob
 convolve a concatenation of frame features and object tensors; convolution is linear, so each
 such layer is split into a frame part, computed once per frame by ``encode_image``, and an
 object part, added to it (see ``_conv_part``). The weights are those of the unsplit layers.
-Shapes are float32 unless stated.
+``TTVOSConfig.head_ranks`` may factorize the costliest per-object layers through a few channels
+(see ``_factorized_conv`` and ``model.factorize``); each keeps the activation of its full-rank
+form. Shapes are float32 unless stated.
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Dict, NamedTuple, Optional
 
 import torch
@@ -28,6 +30,8 @@ from torch import nn
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
 
 HISTORY_FRAMES = 3
+LONG_TERM_BRANCHES = ("query", "key", "value")
+FACTORIZABLE_LAYERS = ("attention", "st_match", "final", "lt_history")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,19 @@ class TTVOSConfig:
     use_long_term: bool = True
     adaptive_update: bool = True  # False: fixed weight 1/(t+1), as in the paper's earlier work
     update_long_term: bool = True  # False: the long-term template stays as the first frame made it
+    # Rank of each factorized per-object layer (keys from FACTORIZABLE_LAYERS); empty: the
+    # paper's full-rank layers. "lt_history" is the mask-history path of the long-term branches.
+    # "attention" and "final" convolve a concatenation with an upsampled short-term part: their
+    # input is reduced to the rank, and that upsampling maps straight to the reduced width.
+    head_ranks: Dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.head_ranks) - set(FACTORIZABLE_LAYERS))
+        if unknown:
+            raise ValueError(f"head_ranks: unknown layers {unknown} (factorizable: {FACTORIZABLE_LAYERS})")
+        bad = {name: rank for name, rank in self.head_ranks.items() if not (isinstance(rank, int) and rank > 0)}
+        if bad:
+            raise ValueError(f"head_ranks must be positive integers, got {bad}")
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -60,7 +77,8 @@ class TemplateState(NamedTuple):
 
 
 class StepOutput(NamedTuple):
-    logits: torch.Tensor  # (N, 2, H, W) background/foreground logits at input resolution
+    logits: Optional[torch.Tensor]  # (N, 2, H, W) background/foreground logits (None: not asked for)
+    foreground: torch.Tensor  # (N, 1, H, W) foreground probability, softmax(logits)[:, 1:]
     weight: torch.Tensor  # (N,) adaptive update weight w_t in (0, 1)
     transition: torch.Tensor  # (N, 2, H8, W8) predicted transition map (training signal)
     aux_logits: torch.Tensor  # (N, 1, H8, W8) auxiliary foreground logits
@@ -120,7 +138,38 @@ def _key_value_branch(in_channels: int, out_channels: int, groups: int) -> nn.Se
     )
 
 
-def _conv_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
+def _factorized_conv(
+    in_channels: int, out_channels: int, kernel: int, rank: int, bias: bool = True, reduce_input: Optional[bool] = None
+) -> nn.Sequential:
+    """A kxk conv factorized through ``rank`` channels; only the second conv has a bias, so that
+    zero padding stays exact.
+
+    reduce_input: 1x1 conv to ``rank`` channels, then the kxk conv; otherwise the kxk conv to
+    ``rank`` channels, then a 1x1 conv. None: the kxk part goes on the narrower side.
+    """
+    padding = kernel // 2
+    if reduce_input is None:
+        reduce_input = in_channels >= out_channels
+    if reduce_input:
+        first = nn.Conv2d(in_channels, rank, 1, bias=False)
+        second = nn.Conv2d(rank, out_channels, kernel, padding=padding, bias=bias)
+    else:
+        first = nn.Conv2d(in_channels, rank, kernel, padding=padding, bias=False)
+        second = nn.Conv2d(rank, out_channels, 1, bias=bias)
+    return nn.Sequential(first, second)
+
+
+def _conv_relu(
+    in_channels: int, out_channels: int, kernel: int = 3, rank: int = 0, reduce_input: Optional[bool] = None
+) -> nn.Sequential:
+    """Conv, ReLU; with ``rank`` the conv is factorized (``_factorized_conv``).
+
+    Either way ``layer[0]`` takes the whole input (split layers cut it into parts) and
+    ``layer[1:]`` is what follows the sum of the parts.
+    """
+    if rank:
+        factorized = _factorized_conv(in_channels, out_channels, kernel, rank, reduce_input=reduce_input)
+        return nn.Sequential(*factorized, nn.ReLU(inplace=True))
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.ReLU(inplace=True))
 
 
@@ -146,24 +195,41 @@ class TTVOS(nn.Module):
             config.attention_channels,
             config.decoder_channels,
         )
-        clue = 2 * HISTORY_FRAMES + 3  # heatmap history + coordinates
+        ranks = config.head_ranks
+        # The long-term branches read the clue [f8, hist, coords]; with a factorized history
+        # path they read [f8, coords] and the history goes through ``lt_history``.
+        history_in_clue = 0 if "lt_history" in ranks else 2 * HISTORY_FRAMES
+        clue = history_in_clue + 3
         # Input channel ranges of the split layers (see _conv_part).
-        self._f8_in_clue = slice(0, c8)  # clue = [f8, hist, coords]
-        self._hist_in_clue = slice(c8, c8 + 2 * HISTORY_FRAMES)
-        self._coords_in_clue = slice(c8 + 2 * HISTORY_FRAMES, None)
+        self._f8_in_clue = slice(0, c8)
+        self._hist_in_clue = slice(c8, c8 + history_in_clue)
+        self._coords_in_clue = slice(c8 + history_in_clue, None)
         self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
         # Short-term matching: template from previous features + history, match with current.
         self.st_template = _conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
-        self.st_match = _conv_relu(2 * i + config.neck_channels, i)
+        self.st_match = _conv_relu(2 * i + config.neck_channels, i, rank=ranks.get("st_match", 0), reduce_input=False)
         # Long-term matching: query, key/value for the template, modified current features.
         self.lt_query = _key_value_branch(c8 + clue, lt, config.long_term_groups)
         self.lt_key = _key_value_branch(c8 + clue, lt, config.long_term_groups)
         self.lt_value = _key_value_branch(c8 + clue, lt, config.long_term_groups)
+        if "lt_history" in ranks:
+            self.lt_history = nn.ModuleDict(
+                {
+                    name: _factorized_conv(2 * HISTORY_FRAMES, lt, 5, ranks["lt_history"], bias=False)
+                    for name in LONG_TERM_BRANCHES
+                }
+            )
         self.f8_modify = _conv_relu(c8, lt, 1)
         self.lt_blend = _conv_relu(2 * lt, lt, 1)
-        # Attention map from both similarities.
-        self.st_up = nn.ConvTranspose2d(i, i, 4, stride=2, padding=1)
-        self.attention = _conv_relu(i + lt, a)
+        # Attention map from both similarities: a 3x3 conv of [st_up(s_st), s_lt]. Factorized
+        # (rank r): attention[0] reduces s_lt to r channels, st_up maps s_st to r channels, and
+        # attention[1:] convolves their sum.
+        if "attention" in ranks:
+            self.st_up = nn.ConvTranspose2d(i, ranks["attention"], 4, stride=2, padding=1)
+            self.attention = _conv_relu(lt, a, rank=ranks["attention"], reduce_input=True)
+        else:
+            self.st_up = nn.ConvTranspose2d(i, i, 4, stride=2, padding=1)
+            self.attention = _conv_relu(i + lt, a)
         # Adaptive weight: 3x3 stride-2 conv, ReLU, global average pool, 1x1 conv, sigmoid.
         self.weight_conv = nn.Sequential(nn.Conv2d(a, a // 2, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.weight_out = nn.Conv2d(a // 2, 1, 1)
@@ -174,9 +240,15 @@ class TTVOS(nn.Module):
         self.up8 = nn.Sequential(_conv_relu(a, d), nn.ConvTranspose2d(d, d, 4, stride=2, padding=1))
         self.f4_project = _conv_relu(c4, d, 1)  # shared by all objects
         self.skip4 = _conv_relu(2 * d, d)
-        self.st_up4 = nn.ConvTranspose2d(i, d, 4, stride=4)
+        # The decoder's last conv reads [r4, r4_skip, st_up4(s_st)]; factorized like the attention.
+        if "final" in ranks:
+            self.st_up4 = nn.ConvTranspose2d(i, ranks["final"], 4, stride=4)
+            final_conv = _conv_relu(2 * d, d, rank=ranks["final"], reduce_input=True)
+        else:
+            self.st_up4 = nn.ConvTranspose2d(i, d, 4, stride=4)
+            final_conv = _conv_relu(3 * d, d)
         self.final = nn.Sequential(
-            _conv_relu(3 * d, d),
+            final_conv,
             nn.ConvTranspose2d(d, 8, 4, stride=2, padding=1),
             nn.PixelShuffle(2),
         )
@@ -205,23 +277,26 @@ class TTVOS(nn.Module):
         return {
             "st_template": _conv_part(self.st_template[0], f16, slice(0, neck), bias=True),
             "st_match": _conv_part(self.st_match[0], f16, slice(st_width, None), bias=True),
-            "lt_query": branch_part(self.lt_query),
-            "lt_key": branch_part(self.lt_key),
-            "lt_value": branch_part(self.lt_value),
+            **{f"lt_{name}": branch_part(getattr(self, f"lt_{name}")) for name in LONG_TERM_BRANCHES},
             "lt_blend": _conv_part(self.lt_blend[0], self.f8_modify(f8), slice(lt_width, None), bias=True),
             "skip4": _conv_part(self.skip4[0], self.f4_project(f4), slice(d, None), bias=True),
         }
 
     # --- per object ----------------------------------------------------------------------
-    def _branch(self, branch: nn.Sequential, frame_part: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
-        """A long-term key/value/query branch on [f8, hist, coords]: frame part + history part."""
-        kernel = _branch_history_kernel(branch, self._hist_in_clue)
-        return branch[2](_with_frame_part(frame_part, F.conv2d(hist, kernel, padding=branch[1].padding)))
+    def _branch(self, name: str, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
+        """Long-term branch ``name`` (query, key or value): frame part + history part."""
+        branch = getattr(self, f"lt_{name}")
+        if "lt_history" in self.config.head_ranks:
+            hist_part = self.lt_history[name](hist)
+        else:
+            kernel = _branch_history_kernel(branch, self._hist_in_clue)
+            hist_part = F.conv2d(hist, kernel, padding=branch[1].padding)
+        return branch[2](_with_frame_part(feats[f"lt_{name}"], hist_part))
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
-        key = self._branch(self.lt_key, feats["lt_key"], hist).flatten(2)
-        value = self._branch(self.lt_value, feats["lt_value"], hist).flatten(2)
+        key = self._branch("key", feats, hist).flatten(2)
+        value = self._branch("value", feats, hist).flatten(2)
         # sqrt(HW) as a tensor op, so that an exported graph keeps it dynamic in the frame size.
         scale = torch.sqrt(torch._shape_as_tensor(key)[-1].to(key.dtype))
         return torch.softmax(key @ value.transpose(1, 2) / scale, dim=-1)
@@ -243,36 +318,69 @@ class TTVOS(nn.Module):
             updates=torch.ones(n, device=prob_fg.device),
         )
 
-    def segment(self, feats: Dict[str, torch.Tensor], state: TemplateState) -> StepOutput:
-        """Segment the current frame for every object of ``state``."""
+    def segment(self, feats: Dict[str, torch.Tensor], state: TemplateState, with_logits: bool = True) -> StepOutput:
+        """Segment the current frame for every object of ``state``.
+
+        with_logits=False (inference) skips the two-class logits: the foreground probability
+        then comes from their difference, which the last layer computes at half the cost.
+        """
         n = state.hist.shape[0]
         st_width = 2 * self.config.short_term_channels
         if self.config.use_short_term:
             st_part = _conv_part(self.st_match[0], state.st, slice(0, st_width))
-            s_st = self.st_match[1](_with_frame_part(feats["st_match"], st_part))
+            s_st = self.st_match[1:](_with_frame_part(feats["st_match"], st_part))
         else:
             s_st = state.st.new_zeros(n, self.config.short_term_channels, *state.st.shape[-2:])
         if self.config.use_long_term:
-            query = self._branch(self.lt_query, feats["lt_query"], state.hist)
+            query = self._branch("query", feats, state.hist)
             z = (state.lt @ query.flatten(2)).view_as(query)
         else:
             z = state.hist.new_zeros(n, self.config.long_term_channels, *state.hist.shape[-2:])
         z_part = _conv_part(self.lt_blend[0], z, slice(0, self.config.long_term_channels))
         s_lt = self.lt_blend[1](_with_frame_part(feats["lt_blend"], z_part))
-        attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
+        ranks = self.config.head_ranks
+        if "attention" in ranks:
+            attn = self.attention[1:](self.attention[0](s_lt) + self.st_up(s_st))
+        else:
+            attn = self.attention(torch.cat([self.st_up(s_st), s_lt], dim=1))
 
+        d = self.config.decoder_channels
         r4 = self.up8(attn)
-        r4_part = _conv_part(self.skip4[0], r4, slice(0, self.config.decoder_channels))
+        r4_part = _conv_part(self.skip4[0], r4, slice(0, d))
         r4_skip = self.skip4[1](_with_frame_part(feats["skip4"], r4_part))
-        logits = self.final(torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
+        if "final" in ranks:
+            reduce = self.final[0][0]
+            reduced = _conv_part(reduce, r4, slice(0, d)) + _conv_part(reduce, r4_skip, slice(d, None))
+            hidden = self.final[0][1:](reduced + self.st_up4(s_st))
+        else:
+            hidden = self.final[0](torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
+        if with_logits:
+            logits = self.final[1:](hidden)
+            foreground = torch.softmax(logits, dim=1)[:, 1:]
+        else:
+            logits, foreground = None, self._foreground_probability(hidden)
         weight = torch.sigmoid(self.weight_out(self.weight_conv(attn).mean(dim=(2, 3), keepdim=True)))
         return StepOutput(
             logits=logits,
+            foreground=foreground,
             weight=weight.view(n),
             transition=self.transition_head(attn),
             aux_logits=self.aux_head(attn),
             attn=attn,
         )
+
+    def _foreground_probability(self, hidden: torch.Tensor) -> torch.Tensor:
+        """softmax(final[1:](hidden))[:, 1:] as sigmoid(foreground logit - background logit).
+
+        The last transposed conv is linear, so the difference of the logits is that conv with
+        the difference of its class weights: half the output channels, then one pixel shuffle.
+        """
+        up, shuffle = self.final[1], self.final[2]
+        per_class = shuffle.upscale_factor**2
+        weight = up.weight[:, per_class:] - up.weight[:, :per_class]
+        bias = up.bias[per_class:] - up.bias[:per_class]
+        difference = F.conv_transpose2d(hidden, weight, bias, stride=up.stride, padding=up.padding)
+        return torch.sigmoid(shuffle(difference))
 
     def update_state(
         self,
@@ -320,7 +428,7 @@ class TTVOS(nn.Module):
         for index in range(1, t):
             feats = self.encode_image(frames[:, index])
             out = self.segment(feats, state)
-            prob_fg = torch.softmax(out.logits, dim=1)[:, 1:]
+            prob_fg = out.foreground
             outputs["logits"].append(out.logits)
             outputs["transition"].append(out.transition)
             outputs["aux_logits"].append(out.aux_logits)

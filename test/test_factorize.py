@@ -1,0 +1,98 @@
+"""Factorized per-object layers: exact at full rank, cheaper per object below it; the exact
+inference shortcuts (foreground from the logit difference, slots without normalising)."""
+
+import pytest
+import torch
+
+from ros2_ttvos.bench import model_info
+from ros2_ttvos.model import TTVOSConfig
+from ros2_ttvos.model.factorize import factorize
+from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep, assign_slots, soft_aggregate
+
+FULL_RANKS = {"attention": 128, "st_match": 64, "final": 48, "lt_history": 64}  # the layers' full ranks
+SLIM_RANKS = {"attention": 16, "st_match": 16, "final": 16, "lt_history": 16}  # config/slim.yaml
+
+
+def three_objects(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, 96, 160, generator=generator) * 255
+    masks = torch.zeros(3, 1, 96, 160)
+    masks[0, :, 10:50, 10:60] = 1
+    masks[1, :, 40:90, 70:120] = 1
+    masks[2, :, 5:30, 120:155] = 1
+    return image, masks
+
+
+def run_steps(model, steps: int = 3):
+    """Outputs of ObjectEncoder, then ``steps`` TrackingSteps on other frames (every object kept)."""
+    image, masks = three_objects()
+    threshold, hold = torch.tensor(0.0), torch.tensor(0.0)
+    with torch.no_grad():
+        state = ObjectEncoder(model)(image, masks)
+        outputs = [state]
+        for index in range(steps):
+            frame = three_objects(seed=1 + index)[0]
+            slots, confidence, foreground, *state = TrackingStep(model)(frame, *state, threshold, hold)
+            outputs.append((slots, confidence, foreground, *state))
+    return outputs
+
+
+def test_factorization_at_full_rank_is_exact(network):
+    factored = factorize(network, FULL_RANKS).eval()
+    assert factored.config.head_ranks == FULL_RANKS and not network.config.head_ranks
+    for ours, theirs in zip(run_steps(network), run_steps(factored), strict=True):
+        for a, b in zip(ours[-5:-1], theirs[-5:-1], strict=True):  # the state but the area
+            assert torch.allclose(a, b, atol=1e-4)
+        assert torch.allclose(ours[-1], theirs[-1], atol=1e-3)  # area: shares of the slots (near-ties)
+    (slots, confidence, foreground), (slots_f, confidence_f, foreground_f) = (
+        outputs[-1][:3] for outputs in (run_steps(network), run_steps(factored))
+    )
+    assert torch.allclose(foreground, foreground_f, atol=1e-4)
+    top2 = torch.topk(soft_aggregate(foreground), 2, dim=0).values
+    decided = top2[0] - top2[1] > 1e-4  # an untrained head leaves near-ties between objects
+    assert torch.equal(slots[decided], slots_f[decided])
+
+
+def test_factorized_network_costs_less_per_object_and_tracks(network):
+    slim = factorize(network, SLIM_RANKS).eval()
+    full_cost, slim_cost = (model_info(m, "cpu", shape=(96, 160)) for m in (network, slim))
+    assert slim_cost["gflops_per_extra_object"] < 0.5 * full_cost["gflops_per_extra_object"]
+    assert slim_cost["parameters"] < full_cost["parameters"]
+    slots, confidence, foreground = run_steps(slim, steps=1)[-1][:3]
+    assert slots.shape == (96, 160) and confidence.shape == (3,) and foreground.shape == (3, 96, 160)
+    assert torch.isfinite(foreground).all()
+
+
+def test_bad_ranks_are_refused(network):
+    with pytest.raises(ValueError, match="unknown layers"):
+        TTVOSConfig(head_ranks={"decoder": 8})
+    with pytest.raises(ValueError, match="positive integers"):
+        TTVOSConfig(head_ranks={"final": 0})
+    with pytest.raises(ValueError, match="exceeds the layer's full rank 48"):
+        factorize(network, {"final": 64})
+    with pytest.raises(ValueError, match="full-rank network"):
+        factorize(factorize(network, {"final": 8}), {"final": 8})
+
+
+@pytest.mark.parametrize("ranks", [{}, SLIM_RANKS])
+def test_foreground_from_the_logit_difference_equals_the_softmax(network, ranks):
+    model = factorize(network, ranks).eval() if ranks else network
+    image, masks = three_objects()
+    with torch.no_grad():
+        feats = model.encode_image(image)
+        state = model.init_state(feats, masks)
+        with_logits = model.segment(feats, state)
+        without = model.segment(feats, state, with_logits=False)
+    assert without.logits is None
+    assert torch.allclose(with_logits.foreground, torch.softmax(with_logits.logits, dim=1)[:, 1:], atol=1e-6)
+    assert torch.allclose(without.foreground, with_logits.foreground, atol=1e-5)
+
+
+def test_slots_are_the_argmax_of_the_soft_aggregate():
+    generator = torch.Generator().manual_seed(0)
+    foreground = torch.rand(4, 64, 80, generator=generator) ** 3
+    foreground[:, :8] = 0.0  # no object: the background wins
+    foreground[1, 8:16] = 1.0  # clamped at the top
+    slots = assign_slots(foreground)
+    assert torch.equal(slots, soft_aggregate(foreground).argmax(dim=0))
+    assert set(slots.unique().tolist()) == {0, 1, 2, 3, 4}
