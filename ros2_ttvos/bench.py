@@ -6,7 +6,8 @@
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
-processed at its own short side, for 1, 2 and 4 objects, after warm-up; threads = cores; for the
+processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepped in turns on the
+same frames), after warm-up; threads = cores; for the
 torch backend and, side by side in the same run, the ONNX Runtime and OpenVINO backends (fp32, on
 an export made on the fly), with the 4-vs-1-object and backend speed-up ratios.
 Memory: state bytes and peak RSS after 100 and after ``--memory-frames`` frames of one stream.
@@ -30,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
+from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 from ros2_ttvos.tracker import Tracker
 
 SIZES = [(480, 854), (240, 427)]
@@ -63,19 +65,35 @@ def current_rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def time_steps(tracker: Tracker, shape, objects: int, frames: int) -> Dict[str, float]:
+def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict[int, Dict[str, float]]:
+    """Step times of one tracker per object count, taken in turns frame by frame.
+
+    Taking turns exposes every object count to the same machine load, so that their ratios hold
+    even where the absolute times drift between runs.
+    """
     images = clip_frames(shape)
-    tracker.reset()
-    tracker.add_objects(images[0], object_masks(shape, objects))
-    times = []
+    times: Dict[int, List[float]] = {}
+    for objects, tracker in trackers.items():
+        tracker.reset()
+        tracker.add_objects(images[0], object_masks(shape, objects))
+        times[objects] = []
     for index in range(WARMUP_FRAMES + frames):
         image = images[1 + index % (len(images) - 1)]
-        start = time.perf_counter()
-        tracker.step(image)
-        if index >= WARMUP_FRAMES:
-            times.append(time.perf_counter() - start)
-    median = float(np.median(times))
-    return {"median_ms": 1000 * median, "p95_ms": 1000 * float(np.percentile(times, 95)), "fps": 1 / median}
+        for objects, tracker in trackers.items():
+            start = time.perf_counter()
+            tracker.step(image)
+            times[objects].append(time.perf_counter() - start)
+    rows = {}
+    for objects, measured in times.items():
+        timed = measured[WARMUP_FRAMES:]
+        median = float(np.median(timed))
+        rows[objects] = {
+            "median_ms": 1000 * median,
+            "p95_ms": 1000 * float(np.percentile(timed, 95)),
+            "fps": 1 / median,
+            "first_step_ms": 1000 * measured[0],  # the first step after add_objects (OpenVINO compiles then)
+        }
+    return rows
 
 
 def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
@@ -110,18 +128,16 @@ def speed_ratios(rows: List[Dict]) -> Dict[str, float]:
 
 
 def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
-    """Parameters, and FLOPs of one tracking step at ``shape``: one object, and each further object."""
+    """Parameters, and FLOPs of one ``TrackingStep`` at ``shape``: one object, and each further object."""
     image = torch.rand(1, 3, *shape, device=device) * 255
 
     def step_flops(objects: int) -> int:
         masks = torch.zeros(objects, 1, *shape, device=device)
         masks[..., shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 1
         with torch.inference_mode():
-            state = model.init_state(model.encode_image(image), masks)
+            state = ObjectEncoder(model)(image, masks)
             with FlopCounterMode(display=False) as counter:
-                feats = model.encode_image(image)
-                out = model.segment(feats, state)
-                model.update_state(feats, state, out.weight, torch.softmax(out.logits, 1)[:, 1:])
+                TrackingStep(model)(image, *state, torch.tensor(0.5), torch.tensor(0.0))
         return counter.get_total_flops()
 
     one, two = step_flops(1), step_flops(2)
@@ -272,25 +288,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs = [("torch", tracker.device)] + ([("torch", "cpu")] if tracker.device.startswith("cuda") else [])
     runs += [(backend, "auto") for backend in ("onnxruntime", "openvino") if backend in args.backends]
     results["speed"] = []
-    print(f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7}")
+    print(
+        f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} "
+        f"{'first step ms':>13}"
+    )
     with tempfile.TemporaryDirectory() as export_dir:
         if any(backend != "torch" for backend, _ in runs):
             export(model, Path(export_dir))
         for backend, device in runs:
             if backend == "torch":
-                runner = Tracker.from_model(model, device, internal_size=None)
+                trackers = {n: Tracker.from_model(model, device, internal_size=None) for n in OBJECT_COUNTS}
             else:
-                runner = Tracker.from_pretrained(
-                    export_dir, device, backend=backend, threads=args.threads, internal_size=None
-                )
+                options = {"backend": backend, "threads": args.threads, "internal_size": None}
+                trackers = {n: Tracker.from_pretrained(export_dir, device, **options) for n in OBJECT_COUNTS}
             for shape in SIZES:
-                for objects in OBJECT_COUNTS:
-                    row = {"backend": backend, "device": runner.device, "input": list(shape), "objects": objects}
-                    row.update(time_steps(runner, shape, objects, args.frames))
+                for objects, timing in time_object_counts(trackers, shape, args.frames).items():
+                    row = {"backend": backend, "device": trackers[objects].device, "input": list(shape)}
+                    row.update(objects=objects, **timing)
                     results["speed"].append(row)
                     print(
-                        f"{backend:12} {runner.device:6} {shape[0]:>4}x{shape[1]:<4} {objects:>7} "
-                        f"{row['median_ms']:>10.1f} {row['p95_ms']:>8.1f} {row['fps']:>7.2f}"
+                        f"{backend:12} {row['device']:6} {shape[0]:>4}x{shape[1]:<4} {objects:>7} "
+                        f"{row['median_ms']:>10.1f} {row['p95_ms']:>8.1f} {row['fps']:>7.2f} "
+                        f"{row['first_step_ms']:>13.1f}"
                     )
     results["ratios"] = speed_ratios(results["speed"])
     for key, value in results["ratios"].items():
