@@ -122,10 +122,15 @@ class Trainer:
         """The weights of checkpoint ``path``; factorized (SVD) when this run's network has
         ``head_ranks`` and the checkpoint's network has full-rank layers."""
         payload = checkpoint.load(path)
-        ranks = self.model.config.head_ranks
-        if ranks and not payload.get("config", {}).get("head_ranks"):
+        ranks, their_ranks = self.model.config.head_ranks, payload.get("config", {}).get("head_ranks", {})
+        if ranks and not their_ranks:
             LOG.info("init weights %s: factorizing %s", path, ranks)
             return factorize(checkpoint.build_model(payload), ranks).state_dict()
+        if ranks != their_ranks:
+            raise ValueError(
+                f"init weights {path} have head_ranks {their_ranks}; this run's network has {ranks}: "
+                "set model.head_ranks to match, or start from full-rank weights"
+            )
         return checkpoint.model_weights(payload)
 
     def _train_sequences(self) -> List[str]:

@@ -123,3 +123,7 @@ def test_a_factorized_run_starts_from_the_svd_of_full_rank_init_weights(tiny_con
     assert started.model.config.head_ranks == ranks
     for name, value in started.model.state_dict().items():
         assert torch.allclose(value, expected[name], atol=1e-6), name
+    # The factorized weights fit only a network of the same ranks.
+    started.save()
+    with pytest.raises(ValueError, match="set model.head_ranks to match"):
+        Trainer({**tiny_config, "run_dir": str(tmp_path / "full"), "init_weights": str(started.run_dir / "last.pt")})
