@@ -10,7 +10,8 @@ processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepp
 same frames), after warm-up; threads = cores; for the
 torch backend and, side by side in the same run, the ONNX Runtime and OpenVINO backends (fp32, on
 an export made on the fly), with the 4-vs-1-object and backend speed-up ratios.
-Memory: state bytes and peak RSS after 100 and after ``--memory-frames`` frames of one stream.
+Memory (measured first, before the speed runs load other backends): state bytes and RSS after
+100 and after ``--memory-frames`` frames of one stream (torch backend).
 Each mode updates its own section of the results file and leaves the others.
 """
 
@@ -37,6 +38,7 @@ from ros2_ttvos.tracker import Tracker
 SIZES = [(480, 854), (240, 427)]
 OBJECT_COUNTS = [1, 2, 4]
 WARMUP_FRAMES = 5
+TURN_FRAMES = 6  # frames per tracker before the next one's turn (the first of them is not timed)
 
 
 def object_masks(shape, count: int) -> np.ndarray:
@@ -66,10 +68,12 @@ def current_rss_mb() -> float:
 
 
 def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict[int, Dict[str, float]]:
-    """Step times of one tracker per object count, taken in turns frame by frame.
+    """Step times of one tracker per object count, taken in turns of ``TURN_FRAMES`` frames.
 
     Taking turns exposes every object count to the same machine load, so that their ratios hold
-    even where the absolute times drift between runs.
+    even where the absolute times drift between runs. Turns of several frames keep one runtime's
+    idle threads (ONNX Runtime spins a while after each run) out of the next one's timing: only
+    the first frame of a turn is dropped.
     """
     images = clip_frames(shape)
     times: Dict[int, List[float]] = {}
@@ -77,15 +81,16 @@ def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict
         tracker.reset()
         tracker.add_objects(images[0], object_masks(shape, objects))
         times[objects] = []
-    for index in range(WARMUP_FRAMES + frames):
-        image = images[1 + index % (len(images) - 1)]
+    for turn in range(0, WARMUP_FRAMES + frames, TURN_FRAMES):
         for objects, tracker in trackers.items():
-            start = time.perf_counter()
-            tracker.step(image)
-            times[objects].append(time.perf_counter() - start)
+            for index in range(turn, turn + TURN_FRAMES):
+                image = images[1 + index % (len(images) - 1)]
+                start = time.perf_counter()
+                tracker.step(image)
+                times[objects].append(time.perf_counter() - start)
     rows = {}
     for objects, measured in times.items():
-        timed = measured[WARMUP_FRAMES:]
+        timed = [t for index, t in enumerate(measured) if index >= WARMUP_FRAMES and index % TURN_FRAMES]
         median = float(np.median(timed))
         rows[objects] = {
             "median_ms": 1000 * median,
@@ -103,7 +108,7 @@ def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
     out = {"size": list(shape), "objects": 2}
     for index in range(1, frames + 1):
         tracker.step(images[1 + index % (len(images) - 1)])
-        if index in (100, frames):
+        if index in (min(100, frames), frames):
             out[f"after_{index}"] = {
                 "state_bytes": tracker.state_nbytes(),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -243,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
-    parser.add_argument("--frames", type=int, default=50, help="timed frames per case (after warm-up)")
+    parser.add_argument("--frames", type=int, default=50, help="frames per case after warm-up, taken in turns")
     parser.add_argument("--memory-frames", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: cores)")
     parser.add_argument("--model-info", action="store_true", help="print parameters and GFLOPs only")
@@ -285,6 +290,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.model_info:
         return 0
     results = {"threads": args.threads, "git_commit": git_commit(), **info}
+    # Memory first, while the process holds only this tracker and the model.
+    runner = Tracker.from_model(model, tracker.device, internal_size=None)
+    results["memory"] = memory = memory_run(runner, SIZES[1], args.memory_frames)
+    print(f"\nmemory, one stream at {SIZES[1][0]}x{SIZES[1][1]}, 2 objects:")
+    for key in sorted(memory.keys() - {"size", "objects"}, key=lambda k: int(k.split("_")[1])):
+        m = memory[key]
+        print(f"  {key:>11}: state {m['state_bytes']} B, RSS {m['rss_mb']} MB, peak RSS {m['peak_rss_mb']} MB")
     runs = [("torch", tracker.device)] + ([("torch", "cpu")] if tracker.device.startswith("cuda") else [])
     runs += [(backend, "auto") for backend in ("onnxruntime", "openvino") if backend in args.backends]
     results["speed"] = []
@@ -314,13 +326,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     results["ratios"] = speed_ratios(results["speed"])
     for key, value in results["ratios"].items():
         print(f"  {key}: {value:.2f}")
-    runner = Tracker.from_model(model, tracker.device, internal_size=None)
-    results["memory"] = memory_run(runner, SIZES[1], args.memory_frames)
-    memory = results["memory"]
-    print(f"\nmemory, one stream at {SIZES[1][0]}x{SIZES[1][1]}, 2 objects:")
-    for key in ("after_100", f"after_{args.memory_frames}"):
-        m = memory[key]
-        print(f"  {key:>11}: state {m['state_bytes']} B, RSS {m['rss_mb']} MB, peak RSS {m['peak_rss_mb']} MB")
     update_results(args.out, results)
     return 0
 

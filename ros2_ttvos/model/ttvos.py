@@ -207,6 +207,8 @@ class TTVOS(nn.Module):
         self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
         # Short-term matching: template from previous features + history, match with current.
         self.st_template = _conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
+        # Factorized, its 3x3 conv maps to the rank and a 1x1 conv follows (reducing its input
+        # first cost a hold-out point: docs/accuracy.md).
         self.st_match = _conv_relu(2 * i + config.neck_channels, i, rank=ranks.get("st_match", 0), reduce_input=False)
         # Long-term matching: query, key/value for the template, modified current features.
         self.lt_query = _key_value_branch(c8 + clue, lt, config.long_term_groups)
