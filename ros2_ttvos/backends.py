@@ -5,6 +5,7 @@ torch, so a deployment with numpy, OpenCV and a runtime alone runs the tracker a
 Every backend offers:
   encode(image, masks) -> state                 image (1, 3, H, W) float32, masks (N, 1, H, W)
   step(image, state, threshold, hold_state) -> (slots, confidence, foreground, state)
+  prepare(image, state)                          get ready to step inputs of these shapes
 with state = (hist, st, lt, updates, area) float32 arrays whose first axis is the object.
 """
 
@@ -89,6 +90,9 @@ class TorchBackend:
             slots, confidence, foreground, *new_state = (t.cpu().numpy() for t in self._step(*inputs))
         return slots, confidence, foreground, tuple(new_state)
 
+    def prepare(self, image: np.ndarray, state: State) -> None:
+        """Nothing to do: eager PyTorch runs any shapes as they come."""
+
     def close(self) -> None:
         if self._device.type == "cuda":
             del self.model, self._encoder, self._step
@@ -143,6 +147,9 @@ class OnnxRuntimeBackend:
         slots, confidence, foreground, *new_state = self._step.run(None, feed)
         return slots, confidence, foreground, tuple(new_state)
 
+    def prepare(self, image: np.ndarray, state: State) -> None:
+        """Nothing to do: the session runs the dynamic-shape graph."""
+
     def close(self) -> None:
         self._encoder = self._step = None
 
@@ -153,8 +160,9 @@ class OpenVinoBackend:
     The step graph is compiled for the exact input shapes (object count, frame size) the first
     time they occur, and the last ``STATIC_MODELS`` such compilations are kept: OpenVINO runs a
     graph of static shapes markedly faster per object than one of dynamic shapes. Each new
-    object count costs one compilation (about half a second at 480x854 on 2 cores) on the step
-    that first sees it, and each kept compilation holds its buffers (about 140 MB at 480x854).
+    object count costs one compilation (about half a second at 480x854 on 2 cores), made by
+    ``prepare`` when objects are added or removed (else by the step that first sees the shapes),
+    and each kept compilation holds its buffers (about 140 MB at 480x854).
     """
 
     name = "openvino"
@@ -218,6 +226,10 @@ class OpenVinoBackend:
         result = compiled(feed)
         slots, confidence, foreground, *new_state = (np.array(result[output]) for output in compiled.outputs)
         return slots, confidence, foreground, tuple(new_state)
+
+    def prepare(self, image: np.ndarray, state: State) -> None:
+        """Compile the step for these shapes now (when objects are added), not on the next frame."""
+        self._compiled_step(step_feed(image, state, 0.0, False))
 
     def close(self) -> None:
         self._encoder = self._step_graph = None

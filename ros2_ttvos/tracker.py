@@ -205,7 +205,8 @@ class Tracker:
         if lost:
             raise ValueError(f"objects {lost} vanish at the internal size {geometry[2:]}: too small to track")
         masks = np.stack([small == i for i in ids])[:, None].astype(np.float32)
-        new_state = ObjectState(*self.backend.encode(self._to_input(image, geometry), masks))
+        frame = self._to_input(image, geometry)
+        new_state = ObjectState(*self.backend.encode(frame, masks))
         self._keep_slots([slot for slot, i in enumerate(self._ids) if i not in ids])
         self._geometry = geometry
         self._ids += ids
@@ -213,6 +214,7 @@ class Tracker:
             self._state = new_state
         else:
             self._state = ObjectState(*(np.concatenate([a, b]) for a, b in zip(self._state, new_state, strict=True)))
+        self.backend.prepare(frame, tuple(self._state))
         return ids
 
     def remove_objects(self, object_ids: Iterable[int]) -> None:
@@ -224,6 +226,8 @@ class Tracker:
         self._keep_slots([slot for slot, i in enumerate(self._ids) if i not in object_ids])
         if not self._ids:
             self._geometry = None
+        else:
+            self.backend.prepare(np.zeros((1, 3, *self._geometry[2:]), np.float32), tuple(self._state))
 
     def _keep_slots(self, keep: List[int]) -> None:
         """Keep only the objects in slots ``keep`` (re-packed in that order)."""

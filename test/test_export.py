@@ -132,6 +132,9 @@ def test_openvino_follows_objects_added_and_removed_mid_stream(shipped):
                 tracker.add_objects(sequence.image(index), boxes)
             elif index == 5:
                 tracker.remove_objects([2])
+        if trackers[1].object_ids:  # compiled when the objects changed, before this frame
+            compiled_counts = [dict(shapes)["hist"][0] for shapes in trackers[1].backend._steps]
+            assert len(trackers[1].object_ids) in compiled_counts
         by_torch, by_openvino = (tracker.step(sequence.image(index + 1)) for tracker in trackers)
         assert np.mean(by_torch.labels == by_openvino.labels) >= 0.999
         assert by_torch.confidences.keys() == by_openvino.confidences.keys()
