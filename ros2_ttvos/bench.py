@@ -96,7 +96,7 @@ def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict
             "median_ms": 1000 * median,
             "p95_ms": 1000 * float(np.percentile(timed, 95)),
             "fps": 1 / median,
-            "first_step_ms": 1000 * measured[0],  # the first step after add_objects (OpenVINO compiles then)
+            "first_step_ms": 1000 * measured[0],  # the first step after add_objects
         }
     return rows
 

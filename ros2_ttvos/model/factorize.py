@@ -26,6 +26,15 @@ def _split_rank(matrix: torch.Tensor, rank: int) -> Tuple[torch.Tensor, torch.Te
     return u[:, :rank] * root, root[:, None] * vh[:rank]
 
 
+def _input_reduction(weight: torch.Tensor, rank: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Conv ``weight`` (out, in, k, k) as a 1x1 reduction to ``rank`` channels, then a kxk conv.
+
+    Returns the reduction (in, rank) and the kxk weight (out, rank, k, k).
+    """
+    left, right = _split_rank(weight.transpose(0, 1).flatten(1), rank)  # (in, rank), (rank, out*k*k)
+    return left, right.view(rank, weight.shape[0], *weight.shape[2:]).transpose(0, 1)
+
+
 def _factor_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], first: nn.Conv2d, second: nn.Conv2d) -> None:
     """Conv ``weight`` (out, in, k, k) and ``bias`` into the two convs of ``_factorized_conv``."""
     if first.kernel_size != (1, 1):  # kxk to the rank, then 1x1
@@ -33,9 +42,9 @@ def _factor_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], first: nn.C
         first.weight.copy_(right.view_as(first.weight))
         second.weight.copy_(left.view_as(second.weight))
     else:  # 1x1 to the rank, then kxk
-        left, right = _split_rank(weight.transpose(0, 1).flatten(1), first.out_channels)
-        first.weight.copy_(left.t().reshape_as(first.weight))
-        second.weight.copy_(right.view(first.out_channels, weight.shape[0], *weight.shape[2:]).transpose(0, 1))
+        reduction, kernel = _input_reduction(weight, first.out_channels)
+        first.weight.copy_(reduction.t().reshape_as(first.weight))
+        second.weight.copy_(kernel)
     if bias is not None:
         second.bias.copy_(bias)
 
@@ -48,15 +57,14 @@ def _factor_around_upsampling(
     factored[0]: 1x1 conv of the other input channels to the rank; factored[1]: the conv from the
     rank; folded: ``upsample`` with the 1x1 reduction of its channels folded in (both are linear).
     """
-    weight, rank = conv.weight, factored[0].out_channels
-    left, right = _split_rank(weight.transpose(0, 1).flatten(1), rank)  # (in, rank), (rank, out*k*k)
-    factored[1].weight.copy_(right.view(rank, weight.shape[0], *weight.shape[2:]).transpose(0, 1))
+    reduction, kernel = _input_reduction(conv.weight, factored[0].out_channels)
+    factored[1].weight.copy_(kernel)
     factored[1].bias.copy_(conv.bias)
-    others = torch.ones(weight.shape[1], dtype=torch.bool)
+    others = torch.ones(conv.in_channels, dtype=torch.bool)
     others[upsampled] = False
-    factored[0].weight.copy_(left[others].t().reshape_as(factored[0].weight))
-    folded.weight.copy_(torch.einsum("iokl,or->irkl", upsample.weight, left[upsampled]))
-    folded.bias.copy_(upsample.bias @ left[upsampled])
+    factored[0].weight.copy_(reduction[others].t().reshape_as(factored[0].weight))
+    folded.weight.copy_(torch.einsum("iokl,or->irkl", upsample.weight, reduction[upsampled]))
+    folded.bias.copy_(upsample.bias @ reduction[upsampled])
 
 
 @torch.no_grad()
