@@ -9,6 +9,7 @@ Every backend offers:
 with state = (hist, st, lt, updates, area) float32 arrays whose first axis is the object.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -56,22 +57,30 @@ def resolve_torch_device(device: str):
         not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
     ):
         raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    return resolved
+    return torch.device("cuda", resolved.index or 0) if resolved.type == "cuda" else resolved
 
 
 class TorchBackend:
-    """Eager PyTorch on CPU or CUDA."""
+    """Eager PyTorch on CPU or CUDA; precision "fp16" (CUDA only) runs the network under autocast
+    and keeps the state and the outputs in float32."""
 
     name = "torch"
 
-    def __init__(self, model, device: str = "auto"):
+    PRECISIONS = ("fp32", "fp16")
+
+    def __init__(self, model, device: str = "auto", precision: str = "fp32"):
         import torch
 
         from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 
         self._torch = torch
         self._device = device if isinstance(device, torch.device) else resolve_torch_device(device)
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"precision must be one of {self.PRECISIONS}, got {precision!r}")
+        if precision == "fp16" and self._device.type != "cuda":
+            raise ValueError(f"precision fp16 runs on CUDA only; device is {self._device}")
         self.device = str(self._device)
+        self.precision = precision
         self.model = model.to(self._device).eval()
         self._encoder = ObjectEncoder(self.model)
         self._step = TrackingStep(self.model)
@@ -79,15 +88,26 @@ class TorchBackend:
     def _tensors(self, *arrays):
         return [self._torch.from_numpy(np.ascontiguousarray(a)).to(self._device) for a in arrays]
 
+    def _run(self, graph, *arrays) -> Tuple[np.ndarray, ...]:
+        torch = self._torch
+        # On CUDA, cuDNN picks its fastest kernels per input shape (a stream keeps its shape) and
+        # fp32 stays IEEE fp32: no TF32, which PyTorch allows for convolutions by default.
+        cudnn = (
+            torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False)
+            if self._device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        fp16 = torch.autocast("cuda", torch.float16, enabled=self.precision == "fp16")
+        with torch.inference_mode(), cudnn, fp16:
+            outputs = graph(*self._tensors(*arrays))
+        return tuple((t.float() if t.is_floating_point() else t).cpu().numpy() for t in outputs)
+
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
-        with self._torch.inference_mode():
-            return tuple(t.cpu().numpy() for t in self._encoder(*self._tensors(image, masks)))
+        return self._run(self._encoder, image, masks)
 
     def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool):
-        with self._torch.inference_mode():
-            scalars = np.asarray(threshold, np.float32), np.asarray(float(hold_state), np.float32)
-            inputs = self._tensors(image, *state, *scalars)
-            slots, confidence, foreground, *new_state = (t.cpu().numpy() for t in self._step(*inputs))
+        scalars = np.asarray(threshold, np.float32), np.asarray(float(hold_state), np.float32)
+        slots, confidence, foreground, *new_state = self._run(self._step, image, *state, *scalars)
         return slots, confidence, foreground, tuple(new_state)
 
     def prepare(self, image: np.ndarray, state: State) -> None:
@@ -97,6 +117,10 @@ class TorchBackend:
         if self._device.type == "cuda":
             del self.model, self._encoder, self._step
             self._torch.cuda.empty_cache()
+
+
+class CudaProviderError(ValueError):
+    """onnxruntime's CUDA provider is installed but could not load (CUDA / cuDNN libraries)."""
 
 
 def check_export_dir(path: Path) -> dict:
@@ -127,7 +151,9 @@ class OnnxRuntimeBackend:
         if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in available):
             if "CUDAExecutionProvider" not in available:
                 raise ValueError(f"device {device!r}: this onnxruntime has no CUDA provider ({available})")
-            providers, self.device = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+            index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+            self.device = f"cuda:{index}"
         elif device in ("auto", "cpu"):
             providers, self.device = ["CPUExecutionProvider"], "cpu"
         else:
@@ -138,6 +164,9 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = threads
         self._encoder = ort.InferenceSession(str(export_dir / "encoder.onnx"), options, providers=providers)
         self._step = ort.InferenceSession(str(export_dir / "step.onnx"), options, providers=providers)
+        if self.device.startswith("cuda") and "CUDAExecutionProvider" not in self._step.get_providers():
+            # ONNX Runtime falls back to the CPU, with only a log line, when the provider cannot load.
+            raise CudaProviderError("onnxruntime's CUDA provider did not load (CUDA / cuDNN libraries missing?)")
 
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
         return tuple(self._encoder.run(None, {"image": image, "masks": masks}))
@@ -148,7 +177,10 @@ class OnnxRuntimeBackend:
         return slots, confidence, foreground, tuple(new_state)
 
     def prepare(self, image: np.ndarray, state: State) -> None:
-        """Nothing to do: the session runs the dynamic-shape graph."""
+        """On CUDA, run the step once on these shapes (outputs dropped): cuDNN's kernel search for a
+        new shape takes about a second, now rather than on the next frame. On the CPU nothing."""
+        if self.device.startswith("cuda"):
+            self._step.run(None, step_feed(image, state, 0.0, False))
 
     def close(self) -> None:
         self._encoder = self._step = None

@@ -9,13 +9,16 @@ Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x4
 processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepped in turns on the
 same frames), after warm-up; threads = cores; for the
 torch backend and, side by side in the same run, the ONNX Runtime and OpenVINO backends (fp32, on
-an export made on the fly), with the 4-vs-1-object and backend speed-up ratios.
+an export made on the fly), with the 4-vs-1-object and backend speed-up ratios. With ``--device
+cuda``: torch on CUDA in fp32 and fp16, torch on the CPU, and ONNX Runtime on CUDA when its CUDA
+provider is installed (onnxruntime-gpu).
 Memory (measured first, before the speed runs load other backends): state bytes and RSS after
 100 and after ``--memory-frames`` frames of one stream (torch backend).
 Each mode updates its own section of the results file and leaves the others.
 """
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -117,17 +120,22 @@ def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
     return out
 
 
+def run_label(row: Dict) -> str:
+    """The backend, with its precision when that is not fp32: 'torch', 'torch fp16'."""
+    return row["backend"] if row["precision"] == "fp32" else f"{row['backend']} {row['precision']}"
+
+
 def speed_ratios(rows: List[Dict]) -> Dict[str, float]:
-    """4-object vs 1-object cost per backend and size, and each backend's speed-up over torch."""
-    ms = {(r["backend"], r["device"], tuple(r["input"]), r["objects"]): r["median_ms"] for r in rows}
+    """4-object vs 1-object cost per backend and size, and each run's speed-up over fp32 torch."""
+    ms = {(run_label(r), r["device"], tuple(r["input"]), r["objects"]): r["median_ms"] for r in rows}
     ratios = {}
-    for backend, device, shape, objects in ms:
-        name = f"{backend}/{device}/{shape[0]}x{shape[1]}"
+    for label, device, shape, objects in ms:
+        name = f"{label}/{device}/{shape[0]}x{shape[1]}"
         if objects == 4:
-            ratios[f"{name}: 4 objects / 1 object"] = ms[(backend, device, shape, 4)] / ms[(backend, device, shape, 1)]
-        if backend != "torch" and ("torch", device, shape, objects) in ms:
+            ratios[f"{name}: 4 objects / 1 object"] = ms[(label, device, shape, 4)] / ms[(label, device, shape, 1)]
+        if label != "torch" and ("torch", device, shape, objects) in ms:
             ratios[f"{name}/{objects} objects: speed-up over torch"] = (
-                ms[("torch", device, shape, objects)] / ms[(backend, device, shape, objects)]
+                ms[("torch", device, shape, objects)] / ms[(label, device, shape, objects)]
             )
     return ratios
 
@@ -297,29 +305,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     for key in sorted(memory.keys() - {"size", "objects"}, key=lambda k: int(k.split("_")[1])):
         m = memory[key]
         print(f"  {key:>11}: state {m['state_bytes']} B, RSS {m['rss_mb']} MB, peak RSS {m['peak_rss_mb']} MB")
-    runs = [("torch", tracker.device)] + ([("torch", "cpu")] if tracker.device.startswith("cuda") else [])
-    runs += [(backend, "auto") for backend in ("onnxruntime", "openvino") if backend in args.backends]
+    # (backend, device, precision): on a GPU, torch on CUDA in fp32 and fp16, and on the CPU too.
+    runs = [("torch", tracker.device, "fp32")]
+    if tracker.device.startswith("cuda"):
+        runs += [("torch", tracker.device, "fp16"), ("torch", "cpu", "fp32")]
+    if "onnxruntime" in args.backends:
+        runs.append(("onnxruntime", args.device, "fp32"))  # CUDA too where its provider is installed
+    if "openvino" in args.backends:
+        runs.append(("openvino", "cpu", "fp32"))
     results["speed"] = []
     print(
         f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} "
         f"{'first step ms':>13}"
     )
     with tempfile.TemporaryDirectory() as export_dir:
-        if any(backend != "torch" for backend, _ in runs):
-            export(model, Path(export_dir))
-        for backend, device in runs:
+        if any(backend != "torch" for backend, _, _ in runs):
+            export(copy.deepcopy(model).cpu(), Path(export_dir))  # traced on the CPU
+        for backend, device, precision in runs:
             if backend == "torch":
-                trackers = {n: Tracker.from_model(model, device, internal_size=None) for n in OBJECT_COUNTS}
+                trackers = {n: Tracker.from_model(model, device, precision, internal_size=None) for n in OBJECT_COUNTS}
             else:
                 options = {"backend": backend, "threads": args.threads, "internal_size": None}
                 trackers = {n: Tracker.from_pretrained(export_dir, device, **options) for n in OBJECT_COUNTS}
             for shape in SIZES:
                 for objects, timing in time_object_counts(trackers, shape, args.frames).items():
-                    row = {"backend": backend, "device": trackers[objects].device, "input": list(shape)}
-                    row.update(objects=objects, **timing)
+                    row = {"backend": backend, "precision": precision, "device": trackers[objects].device}
+                    row.update(input=list(shape), objects=objects, **timing)
                     results["speed"].append(row)
                     print(
-                        f"{backend:12} {row['device']:6} {shape[0]:>4}x{shape[1]:<4} {objects:>7} "
+                        f"{run_label(row):12} {row['device']:6} {shape[0]:>4}x{shape[1]:<4} {objects:>7} "
                         f"{row['median_ms']:>10.1f} {row['p95_ms']:>8.1f} {row['fps']:>7.2f} "
                         f"{row['first_step_ms']:>13.1f}"
                     )

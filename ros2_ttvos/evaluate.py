@@ -203,7 +203,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--sequences", type=lambda s: [x for x in s.split(",") if x], help="a,b,c (default: all)")
     parser.add_argument("--weights", type=Path, help="checkpoint or export folder (default: the shipped weights)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: openvino only")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="bf16: openvino; fp16: torch on CUDA"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of the backend")

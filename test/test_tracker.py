@@ -9,6 +9,7 @@ import torch
 from conftest import two_object_mask
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.model.streaming import soft_aggregate
 from ros2_ttvos.tracker import Tracker
 
@@ -174,3 +175,48 @@ def test_auto_device_falls_back_to_cpu_with_a_log_line(network, caplog):
         assert tracker.device.startswith("cuda")
     else:
         assert tracker.device == "cpu" and "no CUDA device" in caplog.text
+
+
+def test_fp16_is_opt_in_and_cuda_only(network):
+    assert Tracker.from_model(network, device="cpu").backend.precision == "fp32"
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+        Tracker.from_model(network, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="needs the torch backend"):
+        Tracker.from_pretrained(None, device="cpu", backend="onnxruntime", precision="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_agrees_with_the_cpu_and_fp16_stays_close():
+    """Shipped weights on the bundled clip: CUDA fp32 matches the CPU to the parity bounds of the
+    runtimes (>= 99.9 % of label pixels, confidences within 1e-3); fp16 keeps >= 99 % of them."""
+    sequence = sample_clip()
+    runs = {
+        "cpu": Tracker.from_pretrained(None, device="cpu", backend="torch"),
+        "cuda": Tracker.from_pretrained(None, device="cuda", backend="torch"),
+        "cuda fp16": Tracker.from_pretrained(None, device="cuda", backend="torch", precision="fp16"),
+    }
+    for tracker in runs.values():
+        tracker.add_objects(sequence.image(0), two_object_mask(sequence.mask(0)))
+    for index in range(1, len(sequence)):
+        results = {name: tracker.step(sequence.image(index)) for name, tracker in runs.items()}
+        reference = results["cpu"]
+        assert np.mean(results["cuda"].labels == reference.labels) >= 0.999
+        assert np.mean(results["cuda fp16"].labels == reference.labels) >= 0.99
+        for object_id, confidence in reference.confidences.items():
+            assert abs(results["cuda"].confidences[object_id] - confidence) < 1e-3
+
+
+def test_auto_backend_choice_per_device(monkeypatch):
+    """CPU: openvino. CUDA: onnxruntime when its CUDA provider is installed (faster on the H200
+    measured), else torch; fp16 picks torch, the one backend that runs it."""
+    from ros2_ttvos import tracker as tracker_module
+
+    assert tracker_module._fastest_backend("cpu") == "openvino"
+    monkeypatch.setattr(tracker_module, "_cuda_available", lambda: True)
+    monkeypatch.setattr(tracker_module, "_onnxruntime_has_cuda", lambda: False)
+    assert tracker_module._fastest_backend("auto") == "torch"
+    monkeypatch.setattr(tracker_module, "_onnxruntime_has_cuda", lambda: True)
+    assert tracker_module._fastest_backend("cuda:0") == "onnxruntime"
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):  # auto picked torch, which refuses the CPU
+        Tracker.from_pretrained(None, device="cpu", backend="auto", precision="fp16")

@@ -297,11 +297,13 @@ class TTVOS(nn.Module):
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
-        key = self._branch("key", feats, hist).flatten(2)
-        value = self._branch("value", feats, hist).flatten(2)
+        key = self._branch("key", feats, hist).flatten(2).float()
+        value = self._branch("value", feats, hist).flatten(2).float()
         # sqrt(HW) as a tensor op, so that an exported graph keeps it dynamic in the frame size.
         scale = torch.sqrt(torch._shape_as_tensor(key)[-1].to(key.dtype))
-        return torch.softmax(key @ value.transpose(1, 2) / scale, dim=-1)
+        # In float32 even under fp16 autocast: the sum over all pixels overflows float16.
+        with torch.autocast(key.device.type, enabled=False):
+            return torch.softmax(key @ value.transpose(1, 2) / scale, dim=-1)
 
     def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         hist16 = F.avg_pool2d(hist, 2)
