@@ -8,6 +8,7 @@ from ros2_ttvos.bench import model_info
 from ros2_ttvos.model import TTVOSConfig
 from ros2_ttvos.model.factorize import factorize
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep, assign_slots, soft_aggregate
+from ros2_ttvos.model.ttvos import transposed_conv_as_conv
 
 FULL_RANKS = {"attention": 128, "st_match": 64, "final": 48, "lt_history": 64}  # the layers' full ranks
 SLIM_RANKS = {"attention": 16, "st_match": 16, "final": 16, "lt_history": 16}  # config/slim.yaml
@@ -96,3 +97,15 @@ def test_slots_are_the_argmax_of_the_soft_aggregate():
     slots = assign_slots(foreground)
     assert torch.equal(slots, soft_aggregate(foreground).argmax(dim=0))
     assert set(slots.unique().tolist()) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("shape", [(16, 4, 4, 2, 1), (64, 16, 4, 2, 1), (64, 16, 4, 4, 0)])
+def test_a_transposed_conv_equals_its_plain_conv_and_pixel_shuffle(shape):
+    c_in, c_out, kernel_size, stride, padding = shape
+    torch.manual_seed(0)
+    up = torch.nn.ConvTranspose2d(c_in, c_out, kernel_size, stride=stride, padding=padding)
+    x = torch.randn(2, c_in, 13, 17)
+    kernel, bias, pad = transposed_conv_as_conv(up)
+    with torch.no_grad():
+        as_conv = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, kernel, bias, padding=pad), stride)
+        assert torch.allclose(as_conv, up(x), atol=1e-5)

@@ -21,7 +21,7 @@ form. Shapes are float32 unless stated.
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,36 @@ def _conv_part(conv: nn.Conv2d, x: torch.Tensor, channels: slice, bias: bool = F
     A convolution of concatenated inputs is the sum of such parts, one per input.
     """
     return F.conv2d(x, conv.weight[:, channels], conv.bias if bias else None, conv.stride, conv.padding)
+
+
+def transposed_conv_as_conv(up: nn.ConvTranspose2d, weight=None, bias=None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """(kernel, bias, padding) of the plain conv that, followed by ``pixel_shuffle(., stride)``,
+    equals ``up`` (or ``up`` with ``weight`` and ``bias`` in place of its own).
+
+    Output pixel s*i + a of a transposed conv (stride s, padding p, kernel k) sums input pixels
+    i + d through kernel tap a + p - s*d: one small conv per output phase a, all phases as output
+    channels (s*s per output channel). A conv with many outputs runs much faster on the CPU than
+    a transposed conv with few, and the kernel is built with matrix products of constants, which
+    an export folds.
+    """
+    weight = up.weight if weight is None else weight
+    bias = up.bias if bias is None else bias
+    (s, _), (p, _), (k, _) = up.stride, up.padding, up.kernel_size
+    assert up.output_padding == (0, 0) and up.dilation == (1, 1) and up.groups == 1
+    taps = {a: {d: a + p - s * d for d in range(-k, k + 1) if 0 <= a + p - s * d < k} for a in range(s)}
+    reach = max(abs(d) for offsets in taps.values() for d in offsets)
+    width = 2 * reach + 1
+    columns = [(a, d) for a in range(s) for d in range(-reach, reach + 1)]
+    select = torch.tensor(  # (tap, (phase, offset)): 1 where the phase reads the offset through the tap
+        [[float(taps[a].get(d) == tap) for a, d in columns] for tap in range(k)],
+        dtype=weight.dtype,
+        device=weight.device,
+    )
+    c_in, c_out = weight.shape[:2]
+    columns = weight @ select  # (c_in, c_out, k rows, (b, column offset))
+    both = (columns.transpose(2, 3) @ select).view(c_in, c_out, s, width, s, width)  # (.., b, dj, a, di)
+    kernel = both.permute(1, 4, 2, 0, 5, 3).reshape(c_out * s * s, c_in, width, width)
+    return kernel, bias.repeat_interleave(s * s), reach
 
 
 def _with_frame_part(frame_part: torch.Tensor, object_part: torch.Tensor) -> torch.Tensor:
@@ -377,14 +407,23 @@ class TTVOS(nn.Module):
         """softmax(final[1:](hidden))[:, 1:] as sigmoid(foreground logit - background logit).
 
         The last transposed conv is linear, so the difference of the logits is that conv with
-        the difference of its class weights: half the output channels, then one pixel shuffle.
+        the difference of its class weights (half the output channels), run as the equal plain
+        conv of ``transposed_conv_as_conv``.
         """
         up, shuffle = self.final[1], self.final[2]
         per_class = shuffle.upscale_factor**2
         weight = up.weight[:, per_class:] - up.weight[:, :per_class]
         bias = up.bias[per_class:] - up.bias[:per_class]
-        difference = F.conv_transpose2d(hidden, weight, bias, stride=up.stride, padding=up.padding)
-        return torch.sigmoid(shuffle(difference))
+        kernel, bias, padding = transposed_conv_as_conv(up, weight, bias)
+        # Both pixel shuffles in one: output channel (a2 * f + b2) * s * s + a * s + b holds final
+        # pixel (f * (s * i + a) + a2, f * (s * j + b) + b2), the place of channel
+        # (f * a + a2) * f * s + f * b + b2 in a pixel shuffle by f * s.
+        s, f = up.stride[0], shuffle.upscale_factor
+        order = [
+            (a2 * f + b2) * s * s + a * s + b for a in range(s) for a2 in range(f) for b in range(s) for b2 in range(f)
+        ]
+        logits = F.conv2d(hidden, kernel[order], bias[order], padding=padding)
+        return torch.sigmoid(F.pixel_shuffle(logits, f * s))
 
     def update_state(
         self,
