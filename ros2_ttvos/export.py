@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -52,22 +53,26 @@ STEP_OUTPUTS = ["slots", "confidence", "foreground", *(f"{name}_out" for name in
 
 
 def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state, out: Path) -> None:
-    torch.onnx.export(
-        ObjectEncoder(model), (image, masks), out / "encoder.onnx",
-        input_names=["image", "masks"], output_names=list(STATE_INPUTS),
-        dynamic_axes={"image": IMAGE_AXES, "masks": {0: "objects", **IMAGE_AXES}, **STATE_AXES},
-        opset_version=OPSET, dynamo=False,
-    )  # fmt: skip
-    torch.onnx.export(
-        TrackingStep(model), (image, *state, torch.tensor(0.5), torch.tensor(1.0)), out / "step.onnx",
-        input_names=["image", *STATE_INPUTS, "threshold", "hold_state"], output_names=STEP_OUTPUTS,
-        dynamic_axes={
-            "image": IMAGE_AXES, **STATE_AXES,
-            "slots": IMAGE_AXES, "confidence": {0: "objects"}, "foreground": {0: "objects", 1: "height", 2: "width"},
-            **{f"{name}_out": axes for name, axes in STATE_AXES.items()},
-        },
-        opset_version=OPSET, dynamo=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        # Intended: the tap-selection matrix of ttvos.transposed_conv_as_conv is a trace constant.
+        warnings.filterwarnings("ignore", "torch.tensor results are registered as constants", torch.jit.TracerWarning)
+        torch.onnx.export(
+            ObjectEncoder(model), (image, masks), out / "encoder.onnx",
+            input_names=["image", "masks"], output_names=list(STATE_INPUTS),
+            dynamic_axes={"image": IMAGE_AXES, "masks": {0: "objects", **IMAGE_AXES}, **STATE_AXES},
+            opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+        torch.onnx.export(
+            TrackingStep(model), (image, *state, torch.tensor(0.5), torch.tensor(1.0)), out / "step.onnx",
+            input_names=["image", *STATE_INPUTS, "threshold", "hold_state"], output_names=STEP_OUTPUTS,
+            dynamic_axes={
+                "image": IMAGE_AXES, **STATE_AXES,
+                "slots": IMAGE_AXES, "confidence": {0: "objects"},
+                "foreground": {0: "objects", 1: "height", 2: "width"},
+                **{f"{name}_out": axes for name, axes in STATE_AXES.items()},
+            },
+            opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
 
 
 def export(model: TTVOS, out: Path) -> Dict:

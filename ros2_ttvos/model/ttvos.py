@@ -113,8 +113,8 @@ def transposed_conv_as_conv(up: nn.ConvTranspose2d, weight=None, bias=None) -> T
     Output pixel s*i + a of a transposed conv (stride s, padding p, kernel k) sums input pixels
     i + d through kernel tap a + p - s*d: one small conv per output phase a, all phases as output
     channels (s*s per output channel). A conv with many outputs runs much faster on the CPU than
-    a transposed conv with few, and the kernel is built with matrix products of constants, which
-    an export folds.
+    a transposed conv with few. The kernel is built with matrix products of constants, which the
+    runtimes fold when they load an exported graph.
     """
     weight = up.weight if weight is None else weight
     bias = up.bias if bias is None else bias
@@ -123,9 +123,9 @@ def transposed_conv_as_conv(up: nn.ConvTranspose2d, weight=None, bias=None) -> T
     taps = {a: {d: a + p - s * d for d in range(-k, k + 1) if 0 <= a + p - s * d < k} for a in range(s)}
     reach = max(abs(d) for offsets in taps.values() for d in offsets)
     width = 2 * reach + 1
-    columns = [(a, d) for a in range(s) for d in range(-reach, reach + 1)]
+    phase_offsets = [(a, d) for a in range(s) for d in range(-reach, reach + 1)]
     select = torch.tensor(  # (tap, (phase, offset)): 1 where the phase reads the offset through the tap
-        [[float(taps[a].get(d) == tap) for a, d in columns] for tap in range(k)],
+        [[float(taps[a].get(d) == tap) for a, d in phase_offsets] for tap in range(k)],
         dtype=weight.dtype,
         device=weight.device,
     )
