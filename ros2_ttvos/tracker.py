@@ -23,6 +23,7 @@ import numpy as np
 from ros2_ttvos import backends
 
 LOG = logging.getLogger(__name__)
+PRECISION_BACKENDS = {"bf16": "openvino", "fp16": "torch"}  # reduced precisions: the backend that runs each
 
 MAX_OBJECT_ID = 255
 HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker
@@ -137,9 +138,9 @@ class Tracker:
         """
         auto = backend == "auto"
         if auto:
-            backend = {"fp16": "torch", "bf16": "openvino"}.get(precision) or _fastest_backend(device)
-        needs = {"bf16": "openvino", "fp16": "torch"}.get(precision, backend)
-        if precision != "fp32" and backend != needs:
+            backend = PRECISION_BACKENDS.get(precision) or _fastest_backend(device)
+        needs = PRECISION_BACKENDS.get(precision, backend)
+        if backend != needs:
             raise ValueError(f"precision {precision!r} needs the {needs} backend; {backend} runs fp32")
         if backend in ("onnxruntime", "openvino"):
             export_dir = _export_dir(weights)
