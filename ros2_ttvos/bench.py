@@ -4,14 +4,18 @@
     ttvos-bench --model-info          # parameter count and GFLOPs per frame only
     ttvos-bench --ros                 # end-to-end through DDS: the node on a 480p stream at 15 and 30 Hz
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
+    ttvos-bench --width-sweep         # 4-vs-1-object cost of narrower per-object layers (OpenVINO)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
 processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepped in turns on the
-same frames), after warm-up; threads = cores; for the
-torch backend and, side by side in the same run, the ONNX Runtime and OpenVINO backends (fp32, on
-an export made on the fly), with the 4-vs-1-object and backend speed-up ratios. With ``--device
-cuda``: torch on CUDA in fp32 and fp16, torch on the CPU, and ONNX Runtime on CUDA when its CUDA
-provider is installed (onnxruntime-gpu).
+same frames), after warm-up; threads = cores; for the torch backend and, side by side in the same
+run, the ONNX Runtime and OpenVINO backends (fp32, on an export made on the fly; OpenVINO in bf16
+too where the CPU has bf16 units), with the 4-vs-1-object and backend speed-up ratios. With
+``--device cuda``: torch on CUDA in fp32 and fp16, torch on the CPU, and ONNX Runtime on CUDA when
+its CUDA provider is installed (onnxruntime-gpu).
+Width sweep: the same 4-vs-1-object timing (OpenVINO, 480x854) for copies of the network with
+narrower per-object layers (``WIDTH_VARIANTS``; their changed layers untrained), to show how the
+cost of a further object follows the widths.
 Memory (measured first, before the speed runs load other backends): state bytes and RSS after
 100 and after ``--memory-frames`` frames of one stream (torch backend).
 Each mode updates its own section of the results file and leaves the others.
@@ -19,6 +23,7 @@ Each mode updates its own section of the results file and leaves the others.
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import resource
@@ -36,12 +41,34 @@ from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
+from ros2_ttvos.model.ttvos import TTVOS
 from ros2_ttvos.tracker import Tracker
 
 SIZES = [(480, 854), (240, 427)]
 OBJECT_COUNTS = [1, 2, 4]
 WARMUP_FRAMES = 5
 TURN_FRAMES = 6  # frames per tracker before the next one's turn (the first of them is not timed)
+# Narrower per-object layers (TTVOSConfig overrides) for --width-sweep: does the cost of a further
+# object follow its FLOPs? The layers whose shapes change are untrained: timing only.
+RANKS_8 = {"attention": 8, "st_match": 8, "final": 8, "lt_history": 8}
+WIDTH_VARIANTS = {
+    "as loaded": {},
+    "decoder 8, ranks 8": {"decoder_channels": 8, "head_ranks": RANKS_8},
+    "attention 24, decoder 8, ranks 8": {"attention_channels": 24, "decoder_channels": 8, "head_ranks": RANKS_8},
+    "attention 8, decoder 4, ranks 4": {
+        "attention_channels": 8,
+        "decoder_channels": 4,
+        "head_ranks": {"attention": 4, "st_match": 4, "final": 4, "lt_history": 4},
+    },
+    "templates 32": {"short_term_channels": 32, "long_term_channels": 32},
+    "templates 32, attention 24, decoder 8, ranks 8": {
+        "short_term_channels": 32,
+        "long_term_channels": 32,
+        "attention_channels": 24,
+        "decoder_channels": 8,
+        "head_ranks": RANKS_8,
+    },
+}
 
 
 def object_masks(shape, count: int) -> np.ndarray:
@@ -104,6 +131,43 @@ def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict
     return rows
 
 
+def narrowed(model: TTVOS, overrides: Dict) -> TTVOS:
+    """A copy of ``model`` with config ``overrides``: the weights whose shapes stay are copied, the others
+    are freshly initialised."""
+    variant = TTVOS(dataclasses.replace(model.config, **overrides), pretrained_backbone=False).eval()
+    own = variant.state_dict()
+    kept = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
+    variant.load_state_dict(kept, strict=False)
+    return variant
+
+
+def width_sweep(model: TTVOS, frames: int, threads: int) -> List[Dict]:
+    """1 and 4 objects at 480x854 through OpenVINO for each of ``WIDTH_VARIANTS`` (in turns, as the
+    speed runs), with each variant's FLOPs per further object."""
+    rows = []
+    for name, overrides in WIDTH_VARIANTS.items():
+        variant = narrowed(model.cpu(), overrides)
+        gflops = model_info(variant, "cpu")["gflops_per_extra_object"]
+        with tempfile.TemporaryDirectory() as export_dir:
+            export(variant, Path(export_dir))
+            options = {"backend": "openvino", "threads": threads, "internal_size": None}
+            trackers = {n: Tracker.from_pretrained(export_dir, "cpu", **options) for n in (1, 4)}
+            timing = time_object_counts(trackers, SIZES[0], frames)
+        one, four = timing[1]["median_ms"], timing[4]["median_ms"]
+        rows.append(
+            {
+                "variant": name, "overrides": overrides, "gflops_per_extra_object": gflops, "input": list(SIZES[0]),
+                "median_ms_1_object": one, "median_ms_4_objects": four,
+                "ms_per_further_object": (four - one) / 3, "ratio_4_to_1": four / one,
+            }
+        )  # fmt: skip
+        print(
+            f"{name:46} {gflops:>6.2f} GFLOPs/object  1 object {one:6.1f} ms  4 objects {four:6.1f} ms  "
+            f"{(four - one) / 3:5.1f} ms per further object  4/1 = {four / one:.2f}"
+        )
+    return rows
+
+
 def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
     images = clip_frames(shape)
     tracker.reset()
@@ -118,6 +182,15 @@ def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
                 "rss_mb": round(current_rss_mb(), 1),
             }
     return out
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO finds bf16 units on this CPU (its bf16 is emulated, and slow, elsewhere)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def run_label(row: Dict) -> str:
@@ -268,6 +341,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--internal-size", type=int, default=480, help="node processing size in --ros")
     parser.add_argument("--ros-backend", default="auto", help="node backend in --ros")
     parser.add_argument("--metrics", type=Path, metavar="DAVIS_ROOT", help="time the J&F scoring of DAVIS16 val")
+    parser.add_argument(
+        "--width-sweep", action="store_true", help="4-vs-1-object cost of narrower per-object layers (OpenVINO)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -297,6 +373,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     if args.model_info:
         return 0
+    if args.width_sweep:
+        rows = width_sweep(model, args.frames, args.threads)
+        update_results(args.out, {"width_sweep": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
+        return 0
     results = {"threads": args.threads, "git_commit": git_commit(), **info}
     # Memory first, while the process holds only this tracker and the model.
     runner = Tracker.from_model(model, tracker.device, internal_size=None)
@@ -313,6 +393,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         runs.append(("onnxruntime", args.device, "fp32"))  # CUDA too where its provider is installed
     if "openvino" in args.backends:
         runs.append(("openvino", "cpu", "fp32"))
+        if cpu_has_bf16():  # the opt-in precision, where the CPU computes it natively
+            runs.append(("openvino", "cpu", "bf16"))
     results["speed"] = []
     print(
         f"\n{'backend':12} {'device':6} {'input':>9} {'objects':>7} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} "
@@ -325,7 +407,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if backend == "torch":
                 trackers = {n: Tracker.from_model(model, device, precision, internal_size=None) for n in OBJECT_COUNTS}
             else:
-                options = {"backend": backend, "threads": args.threads, "internal_size": None}
+                options = {"backend": backend, "threads": args.threads, "internal_size": None, "precision": precision}
                 trackers = {n: Tracker.from_pretrained(export_dir, device, **options) for n in OBJECT_COUNTS}
             for shape in SIZES:
                 for objects, timing in time_object_counts(trackers, shape, args.frames).items():
