@@ -23,7 +23,6 @@ Each mode updates its own section of the results file and leaves the others.
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import resource
@@ -40,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
+from ros2_ttvos.model.factorize import narrow
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 from ros2_ttvos.model.ttvos import TTVOS
 from ros2_ttvos.tracker import Tracker
@@ -131,22 +131,12 @@ def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict
     return rows
 
 
-def narrowed(model: TTVOS, overrides: Dict) -> TTVOS:
-    """A copy of ``model`` with config ``overrides``: the weights whose shapes stay are copied, the others
-    are freshly initialised."""
-    variant = TTVOS(dataclasses.replace(model.config, **overrides), pretrained_backbone=False).eval()
-    own = variant.state_dict()
-    kept = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
-    variant.load_state_dict(kept, strict=False)
-    return variant
-
-
 def width_sweep(model: TTVOS, frames: int, threads: int) -> List[Dict]:
     """1 and 4 objects at 480x854 through OpenVINO for each of ``WIDTH_VARIANTS`` (in turns, as the
     speed runs), with each variant's FLOPs per further object."""
     rows = []
     for name, overrides in WIDTH_VARIANTS.items():
-        variant = narrowed(model.cpu(), overrides)
+        variant = narrow(model.cpu(), overrides).eval()
         gflops = model_info(variant, "cpu")["gflops_per_extra_object"]
         with tempfile.TemporaryDirectory() as export_dir:
             export(variant, Path(export_dir))

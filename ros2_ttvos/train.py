@@ -35,7 +35,7 @@ from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
-from ros2_ttvos.model.factorize import factorize
+from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
 from ros2_ttvos.tracker import Tracker
 
 LOG = logging.getLogger("ttvos-train")
@@ -119,10 +119,16 @@ class Trainer:
         self._stop_requested = False
 
     def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
-        """The weights of checkpoint ``path``; factorized (SVD) when this run's network has
-        ``head_ranks`` and the checkpoint's network has full-rank layers."""
+        """The weights of checkpoint ``path``; narrowed (``factorize.narrow``: fresh layers where
+        shapes change) when this run's network has other widths; factorized (SVD) when only its
+        ``head_ranks`` differ and the checkpoint's network has full-rank layers."""
         payload = checkpoint.load(path)
-        ranks, their_ranks = self.model.config.head_ranks, payload.get("config", {}).get("head_ranks", {})
+        ours, theirs = self.model.config, TTVOSConfig(**payload.get("config", {}))
+        changed = {name: getattr(ours, name) for name in WIDTH_FIELDS if getattr(ours, name) != getattr(theirs, name)}
+        if changed:
+            LOG.info("init weights %s: widths %s differ; the layers whose shapes change start fresh", path, changed)
+            return narrow(checkpoint.build_model(payload), ours.to_dict()).state_dict()
+        ranks, their_ranks = ours.head_ranks, theirs.head_ranks
         if ranks and not their_ranks:
             LOG.info("init weights %s: factorizing %s", path, ranks)
             return factorize(checkpoint.build_model(payload), ranks).state_dict()

@@ -4,9 +4,9 @@ inference shortcuts (foreground from the logit difference, slots without normali
 import pytest
 import torch
 
-from ros2_ttvos.bench import WIDTH_VARIANTS, model_info, narrowed
+from ros2_ttvos.bench import WIDTH_VARIANTS, model_info
 from ros2_ttvos.model import TTVOS, TTVOSConfig
-from ros2_ttvos.model.factorize import factorize
+from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep, assign_slots, soft_aggregate
 from ros2_ttvos.model.ttvos import transposed_conv_as_conv
 
@@ -111,17 +111,17 @@ def test_a_transposed_conv_equals_its_plain_conv_and_pixel_shuffle(shape):
         assert torch.allclose(as_conv, up(x), atol=1e-5)
 
 
-def test_narrowed_copies_keep_the_unchanged_weights_and_cost_less_per_object():
+def test_narrowed_networks_keep_the_unchanged_weights_and_cost_less_per_object():
     """``ttvos-bench --width-sweep`` times copies of the network with narrower per-object layers."""
     model = TTVOS(TTVOSConfig(head_ranks=SLIM_RANKS), pretrained_backbone=False).eval()
-    for ours, theirs in zip(run_steps(narrowed(model, {})), run_steps(model), strict=True):
+    for ours, theirs in zip(run_steps(narrow(model, {})), run_steps(model), strict=True):
         for a, b in zip(ours, theirs, strict=True):
             assert torch.equal(a, b)
     per_object = model_info(model, "cpu", shape=(96, 160))["gflops_per_extra_object"]
     for name, overrides in WIDTH_VARIANTS.items():
         if not overrides:
             continue
-        variant = narrowed(model, overrides)
+        variant = narrow(model, overrides)
         assert all(getattr(variant.config, key) == value for key, value in overrides.items()), name
         assert torch.equal(variant.neck[0].weight, model.neck[0].weight), name
         assert model_info(variant, "cpu", shape=(96, 160))["gflops_per_extra_object"] < per_object, name

@@ -127,3 +127,26 @@ def test_a_factorized_run_starts_from_the_svd_of_full_rank_init_weights(tiny_con
     started.save()
     with pytest.raises(ValueError, match="set model.head_ranks to match"):
         Trainer({**tiny_config, "run_dir": str(tmp_path / "full"), "init_weights": str(started.run_dir / "last.pt")})
+
+
+def test_a_narrower_run_keeps_the_weights_whose_shapes_stay(tiny_config, tmp_path):
+    source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
+    source.run(max_steps=1)
+    widths = {"short_term_channels": 32, "decoder_channels": 8}
+    started = Trainer(
+        {
+            **tiny_config,
+            "run_dir": str(tmp_path / "narrow"),
+            "init_weights": str(source.run_dir / "last.pt"),
+            "model": widths,
+        }
+    )
+    assert started.model.config.short_term_channels == 32 and started.model.config.decoder_channels == 8
+    theirs = source.model.state_dict()
+    ours = started.model.state_dict()
+    kept = [name for name, value in ours.items() if theirs[name].shape == value.shape]
+    assert "neck.0.weight" in kept and "st_template.0.weight" not in kept
+    for name in kept:
+        assert torch.equal(ours[name].cpu(), theirs[name].cpu()), name
+    started.run(max_steps=1)  # and it trains
+    assert started.step == 1

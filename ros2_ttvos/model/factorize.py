@@ -1,11 +1,13 @@
-"""Low-rank factorization of the per-object layers of a trained network.
+"""Cheaper per-object layers from a trained network: low-rank factorization and narrowing.
 
 Each object costs the layers of ``TTVOS.segment`` and ``update_state`` once more; a few of them
 (the attention conv and the decoder's last conv, each with a short-term upsampling before it, the
 short-term matching conv and the long-term branches' history path) hold most of that cost.
 ``factorize`` replaces each by its truncated SVD, in the form ``TTVOS`` builds for
 ``head_ranks``: at full rank this is exact; below, it is the best approximation of that rank in
-the Frobenius norm of the weights, and the starting point for fine-tuning.
+the Frobenius norm of the weights, and the starting point for fine-tuning. ``narrow`` builds the
+network with other widths (template, attention, decoder channels), keeping every trained weight
+whose shape does not change: the starting point for retraining the per-object layers.
 """
 
 import dataclasses
@@ -15,6 +17,16 @@ import torch
 from torch import nn
 
 from ros2_ttvos.model.ttvos import LONG_TERM_BRANCHES, TTVOS, _branch_history_kernel
+
+# TTVOSConfig fields that set layer widths.
+WIDTH_FIELDS = (
+    "neck_channels",
+    "short_term_channels",
+    "long_term_channels",
+    "long_term_groups",
+    "attention_channels",
+    "decoder_channels",
+)
 
 
 def _split_rank(matrix: torch.Tensor, rank: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -100,3 +112,19 @@ def factorize(model: TTVOS, ranks: Dict[str, int]) -> TTVOS:
             kept = torch.cat([project[:, model._f8_in_clue], project[:, model._coords_in_clue]], dim=1)
             slim_branch[0].weight.copy_(kept)
     return slim
+
+
+@torch.no_grad()
+def narrow(model: TTVOS, overrides: Dict) -> TTVOS:
+    """A new network with ``model``'s config changed by ``overrides`` (any TTVOSConfig fields).
+
+    Every weight whose name and shape stay is copied (the backbone and neck, for other per-object
+    widths); the others keep their fresh initialisation. ``model`` is left unchanged.
+    """
+    variant = TTVOS(dataclasses.replace(model.config, **overrides), pretrained_backbone=False)
+    variant.to(next(model.parameters()).device).train(model.training)
+    own = variant.state_dict()
+    variant.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False
+    )
+    return variant
