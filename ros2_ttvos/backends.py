@@ -225,6 +225,8 @@ class OpenVinoBackend:
         self.precision = precision
         self._ov = ov
         self._core = core = ov.Core()
+        if precision == "bf16" and not self.cpu_has_bf16(core):
+            LOG.warning("precision bf16: this CPU has no bf16 units; OpenVINO emulates bf16 or runs fp32")
         # The precision is always explicit: OpenVINO would otherwise pick bf16 on CPUs that have it.
         self._config = config = {"INFERENCE_PRECISION_HINT": self.PRECISIONS[precision]}
         if threads:
@@ -232,6 +234,15 @@ class OpenVinoBackend:
         self._encoder = core.compile_model(str(export_dir / "encoder.onnx"), "CPU", config)
         self._step_graph = core.read_model(str(export_dir / "step.onnx"))
         self._steps: OrderedDict[tuple, object] = OrderedDict()  # input shapes -> compiled step
+
+    @staticmethod
+    def cpu_has_bf16(core=None) -> bool:
+        """Whether OpenVINO finds bf16 units on this CPU."""
+        if core is None:
+            import openvino as ov
+
+            core = ov.Core()
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
         result = self._encoder({"image": image, "masks": masks})

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ros2_ttvos.backends import OpenVinoBackend
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
@@ -172,15 +173,6 @@ def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
                 "rss_mb": round(current_rss_mb(), 1),
             }
     return out
-
-
-def cpu_has_bf16() -> bool:
-    """Whether OpenVINO finds bf16 units on this CPU (its bf16 is emulated, and slow, elsewhere)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return False
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def run_label(row: Dict) -> str:
@@ -383,7 +375,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         runs.append(("onnxruntime", args.device, "fp32"))  # CUDA too where its provider is installed
     if "openvino" in args.backends:
         runs.append(("openvino", "cpu", "fp32"))
-        if cpu_has_bf16():  # the opt-in precision, where the CPU computes it natively
+        if OpenVinoBackend.cpu_has_bf16():  # the opt-in precision, where the CPU computes it natively
             runs.append(("openvino", "cpu", "bf16"))
     results["speed"] = []
     print(
