@@ -125,3 +125,39 @@ def test_narrowed_networks_keep_the_unchanged_weights_and_cost_less_per_object()
         assert all(getattr(variant.config, key) == value for key, value in overrides.items()), name
         assert torch.equal(variant.neck[0].weight, model.neck[0].weight), name
         assert model_info(variant, "cpu", shape=(96, 160))["gflops_per_extra_object"] < per_object, name
+
+
+def _dropped(width: int, kept_width: int, groups: int = 4) -> torch.Tensor:
+    """Channels that narrowing ``width`` to ``kept_width`` drops: all but the first
+    kept_width/groups of each of ``groups`` blocks."""
+    dropped = torch.ones(width, dtype=torch.bool)
+    dropped[torch.arange(width).view(groups, -1)[:, : kept_width // groups].flatten()] = False
+    return dropped
+
+
+@torch.no_grad()
+def test_narrowing_keeps_what_the_kept_channels_compute():
+    """With the channels that narrowing drops read by no layer (their weights zeroed there), the
+    narrowed network computes what the wide one does: the whole step for the decoder; the
+    long-term key branch (grouped convolutions) at its kept channels."""
+    wide = TTVOS(TTVOSConfig(head_ranks=SLIM_RANKS), pretrained_backbone=False).eval()
+    drop = _dropped(16, 8)
+    both = torch.cat([drop, drop])  # [r4, f4 part] and [r4, skip] inputs
+    wide.up8[1].weight[drop] = 0  # transposed convs: inputs on dim 0
+    wide.final[1].weight[drop] = 0
+    wide.skip4[0].weight[:, both] = 0
+    wide.final[0][0].weight[:, both] = 0
+    narrowed = narrow(wide, {"decoder_channels": 8})
+    assert narrowed.up8[0][0].out_channels == 8
+    for ours, theirs in zip(run_steps(narrowed), run_steps(wide), strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+    drop = _dropped(64, 32)
+    wide.lt_key[1].weight[:, 8:] = 0  # inputs 8-15 of each group of 16: the dropped channels
+    narrowed = narrow(wide, {"long_term_channels": 32})
+    image, masks = three_objects()
+    hist = torch.rand(3, 6, 12, 20)
+    theirs = wide._branch("key", wide.encode_image(image), hist)[:, ~drop]
+    ours = narrowed._branch("key", narrowed.encode_image(image), hist)
+    assert ours.shape[1] == 32 and torch.allclose(ours, theirs, atol=1e-5)

@@ -6,17 +6,18 @@ short-term matching conv and the long-term branches' history path) hold most of 
 ``factorize`` replaces each by its truncated SVD, in the form ``TTVOS`` builds for
 ``head_ranks``: at full rank this is exact; below, it is the best approximation of that rank in
 the Frobenius norm of the weights, and the starting point for fine-tuning. ``narrow`` builds the
-network with other widths (template, attention, decoder channels), keeping every trained weight
-whose shape does not change: the starting point for retraining the per-object layers.
+network with other widths (template, attention, decoder channels) from the trained filters of the
+channels it keeps: the starting point for retraining the per-object layers.
 """
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ros2_ttvos.model.ttvos import LONG_TERM_BRANCHES, TTVOS, _branch_history_kernel
+from ros2_ttvos.model.backbone import STAGE_CHANNELS
+from ros2_ttvos.model.ttvos import HISTORY_FRAMES, LONG_TERM_BRANCHES, TTVOS, _branch_history_kernel
 
 # TTVOSConfig fields that set layer widths.
 WIDTH_FIELDS = (
@@ -114,17 +115,74 @@ def factorize(model: TTVOS, ranks: Dict[str, int]) -> TTVOS:
     return slim
 
 
+def _input_segments(config) -> Dict[str, List[int]]:
+    """Widths of the tensors that each layer reading a concatenation takes, in order (see TTVOS)."""
+    i, lt, d, ranks = config.short_term_channels, config.long_term_channels, config.decoder_channels, config.head_ranks
+    history_in_clue = 0 if "lt_history" in ranks else 2 * HISTORY_FRAMES
+    segments = {
+        "st_template.0.weight": [config.neck_channels, 2 * HISTORY_FRAMES],
+        "st_match.0.weight": [2 * i, config.neck_channels],
+        "lt_blend.0.weight": [lt, lt],
+        "skip4.0.weight": [d, d],
+        "final.0.0.weight": [d, d] if "final" in ranks else [d, d, d],
+        **{f"lt_{name}.0.weight": [STAGE_CHANNELS[8], history_in_clue, 3] for name in LONG_TERM_BRANCHES},
+    }
+    if "attention" not in ranks:
+        segments["attention.0.weight"] = [i, lt]
+    return segments
+
+
+def _kept_channels(old: int, new: int, groups: int) -> torch.Tensor:
+    """Which ``new`` of ``old`` channels a narrowed layer keeps: the first new/groups of each of
+    ``groups`` equal blocks when both divide (a grouped convolution then keeps part of every
+    group), else the first ``new``."""
+    if old % groups == 0 and new % groups == 0:
+        return torch.arange(old).view(groups, old // groups)[:, : new // groups].flatten()
+    return torch.arange(new)
+
+
+def _kept_inputs(old: List[int], new: List[int], groups: int) -> Optional[torch.Tensor]:
+    """The kept input channels of a layer reading a concatenation: each part narrowed on its own.
+    None when the parts do not correspond."""
+    if len(old) != len(new) or any(n > o for o, n in zip(old, new, strict=True)):
+        return None
+    offsets = [sum(old[:k]) for k in range(len(old))]
+    return torch.cat([offset + _kept_channels(o, n, groups) for offset, o, n in zip(offsets, old, new, strict=True)])
+
+
 @torch.no_grad()
 def narrow(model: TTVOS, overrides: Dict) -> TTVOS:
     """A new network with ``model``'s config changed by ``overrides`` (any TTVOSConfig fields).
 
-    Every weight whose name and shape stay is copied (the backbone and neck, for other per-object
-    widths); the others keep their fresh initialisation. ``model`` is left unchanged.
+    A narrower layer takes its weights from the wider one: the kept channels of every width are
+    chosen the same way in the layers that make them and in those that read them
+    (``_kept_channels``; each part of a concatenated input on its own), so that each kept channel
+    keeps its trained filters. Layers that grow or do not correspond start fresh. The result is a
+    starting point for training, not an approximation (the long-term embedding's softmax, for one,
+    spans all of its channels). ``model`` is left unchanged.
     """
     variant = TTVOS(dataclasses.replace(model.config, **overrides), pretrained_backbone=False)
     variant.to(next(model.parameters()).device).train(model.training)
-    own = variant.state_dict()
-    variant.load_state_dict(
-        {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False
-    )
+    groups = model.config.long_term_groups
+    old_segments, new_segments = _input_segments(model.config), _input_segments(variant.config)
+    grouped = {f"{name}.weight" for name, m in variant.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1}
+    theirs, kept = model.state_dict(), {}
+    for name, ours in variant.state_dict().items():
+        old = theirs.get(name)
+        if old is None or old.dim() != ours.dim() or any(n > o for n, o in zip(ours.shape, old.shape, strict=True)):
+            continue
+        value = old
+        for dim, (o, n) in enumerate(zip(old.shape, ours.shape, strict=True)):
+            if dim == 1 and name in new_segments:  # a concatenated input
+                index = _kept_inputs(old_segments.get(name, [o]), new_segments[name], groups)
+            elif dim == 1 and name in grouped:  # inputs within a group: the group's kept channels
+                index = torch.arange(n)
+            else:
+                index = _kept_channels(o, n, groups)
+            if index is None:
+                break
+            value = value.index_select(dim, index.to(value.device))
+        else:
+            kept[name] = value
+    variant.load_state_dict(kept, strict=False)
     return variant
