@@ -119,14 +119,14 @@ class Trainer:
         self._stop_requested = False
 
     def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
-        """The weights of checkpoint ``path``; narrowed (``factorize.narrow``: fresh layers where
-        shapes change) when this run's network has other widths; factorized (SVD) when only its
-        ``head_ranks`` differ and the checkpoint's network has full-rank layers."""
+        """The weights of checkpoint ``path``; narrowed (``factorize.narrow``) when this run's
+        network has other widths; factorized (SVD) when only its ``head_ranks`` differ and the
+        checkpoint's network has full-rank layers."""
         payload = checkpoint.load(path)
         ours, theirs = self.model.config, TTVOSConfig(**payload.get("config", {}))
         changed = {name: getattr(ours, name) for name in WIDTH_FIELDS if getattr(ours, name) != getattr(theirs, name)}
         if changed:
-            LOG.info("init weights %s: widths %s differ; the layers whose shapes change start fresh", path, changed)
+            LOG.info("init weights %s: narrowed to widths %s", path, changed)
             return narrow(checkpoint.build_model(payload), ours.to_dict()).state_dict()
         ranks, their_ranks = ours.head_ranks, theirs.head_ranks
         if ranks and not their_ranks:
