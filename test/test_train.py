@@ -10,7 +10,7 @@ import torch
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.evaluate import evaluate_sequences
-from ros2_ttvos.model.factorize import factorize
+from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer, load_config, plot_run
 
@@ -107,18 +107,16 @@ def test_a_config_can_start_from_a_base_config(tmp_path, monkeypatch):
     assert "base" not in config
 
 
+def _started_from(source: Trainer, config, run_dir, model) -> Trainer:
+    """A new run of network ``model`` (TTVOSConfig overrides) from ``source``'s last checkpoint."""
+    return Trainer({**config, "run_dir": str(run_dir), "init_weights": str(source.run_dir / "last.pt"), "model": model})
+
+
 def test_a_factorized_run_starts_from_the_svd_of_full_rank_init_weights(tiny_config, tmp_path):
     source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
     source.run(max_steps=1)
     ranks = {"attention": 8, "final": 8}
-    started = Trainer(
-        {
-            **tiny_config,
-            "run_dir": str(tmp_path / "slim"),
-            "init_weights": str(source.run_dir / "last.pt"),
-            "model": {"head_ranks": ranks},
-        }
-    )
+    started = _started_from(source, tiny_config, tmp_path / "slim", {"head_ranks": ranks})
     expected = factorize(source.model.cpu(), ranks).state_dict()
     assert started.model.config.head_ranks == ranks
     for name, value in started.model.state_dict().items():
@@ -129,24 +127,15 @@ def test_a_factorized_run_starts_from_the_svd_of_full_rank_init_weights(tiny_con
         Trainer({**tiny_config, "run_dir": str(tmp_path / "full"), "init_weights": str(started.run_dir / "last.pt")})
 
 
-def test_a_narrower_run_keeps_the_weights_whose_shapes_stay(tiny_config, tmp_path):
+def test_a_narrower_run_starts_from_the_narrowed_init_weights(tiny_config, tmp_path):
     source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
     source.run(max_steps=1)
     widths = {"short_term_channels": 32, "decoder_channels": 8}
-    started = Trainer(
-        {
-            **tiny_config,
-            "run_dir": str(tmp_path / "narrow"),
-            "init_weights": str(source.run_dir / "last.pt"),
-            "model": widths,
-        }
-    )
+    started = _started_from(source, tiny_config, tmp_path / "narrow", widths)
     assert started.model.config.short_term_channels == 32 and started.model.config.decoder_channels == 8
-    theirs = source.model.state_dict()
-    ours = started.model.state_dict()
-    kept = [name for name, value in ours.items() if theirs[name].shape == value.shape]
-    assert "neck.0.weight" in kept and "st_template.0.weight" not in kept
-    for name in kept:
-        assert torch.equal(ours[name].cpu(), theirs[name].cpu()), name
+    expected = narrow(source.model.cpu(), widths).state_dict()
+    for name, value in started.model.state_dict().items():
+        assert torch.equal(value.cpu(), expected[name]), name
+    assert torch.equal(started.model.neck[0].weight.cpu(), source.model.neck[0].weight)
     started.run(max_steps=1)  # and it trains
     assert started.step == 1
