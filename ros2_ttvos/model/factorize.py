@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ros2_ttvos.model.backbone import STAGE_CHANNELS
-from ros2_ttvos.model.ttvos import HISTORY_FRAMES, LONG_TERM_BRANCHES, TTVOS, _branch_history_kernel
+from ros2_ttvos.model.ttvos import HISTORY_FRAMES, LONG_TERM_BRANCHES, TTVOS, TTVOSConfig, _branch_history_kernel
 
 # TTVOSConfig fields that set layer widths.
 WIDTH_FIELDS = (
@@ -115,7 +115,7 @@ def factorize(model: TTVOS, ranks: Dict[str, int]) -> TTVOS:
     return slim
 
 
-def _input_segments(config) -> Dict[str, List[int]]:
+def _input_segments(config: TTVOSConfig) -> Dict[str, List[int]]:
     """Widths of the tensors that each layer reading a concatenation takes, in order (see TTVOS)."""
     i, lt, d, ranks = config.short_term_channels, config.long_term_channels, config.decoder_channels, config.head_ranks
     history_in_clue = 0 if "lt_history" in ranks else 2 * HISTORY_FRAMES
