@@ -122,22 +122,22 @@ class Trainer:
         """The weights of checkpoint ``path``; narrowed (``factorize.narrow``) when this run's
         network has other widths; factorized (SVD) when only its ``head_ranks`` differ and the
         checkpoint's network has full-rank layers."""
-        payload = checkpoint.load(path)
-        ours, theirs = self.model.config, TTVOSConfig(**payload.get("config", {}))
+        source = checkpoint.build_model(checkpoint.load(path))  # CheckpointError if it is not ours
+        ours, theirs = self.model.config, source.config
         changed = {name: getattr(ours, name) for name in WIDTH_FIELDS if getattr(ours, name) != getattr(theirs, name)}
         if changed:
             LOG.info("init weights %s: narrowed to widths %s", path, changed)
-            return narrow(checkpoint.build_model(payload), ours.to_dict()).state_dict()
+            return narrow(source, ours.to_dict()).state_dict()
         ranks, their_ranks = ours.head_ranks, theirs.head_ranks
         if ranks and not their_ranks:
             LOG.info("init weights %s: factorizing %s", path, ranks)
-            return factorize(checkpoint.build_model(payload), ranks).state_dict()
+            return factorize(source, ranks).state_dict()
         if ranks != their_ranks:
             raise ValueError(
                 f"init weights {path} have head_ranks {their_ranks}; this run's network has {ranks}: "
                 "set model.head_ranks to match, or start from full-rank weights"
             )
-        return checkpoint.model_weights(payload)
+        return source.state_dict()
 
     def _train_sequences(self) -> List[str]:
         listing = Path(self.config["data"]["davis_train_list"])
