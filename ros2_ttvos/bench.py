@@ -307,6 +307,32 @@ def update_results(path: Path, section: Dict) -> None:
     print(f"\nwritten to {path}")
 
 
+def train_speed(args) -> int:
+    """``--train``: one training step per precision and layout, in turns; fp32 is the reference."""
+    from ros2_ttvos import checkpoint
+    from ros2_ttvos.backends import resolve_torch_device
+    from ros2_ttvos.train_bench import default_cases, training_speed
+
+    device = resolve_torch_device(args.device)
+    model = checkpoint.build_model(checkpoint.load(args.weights or checkpoint.SHIPPED_WEIGHTS))
+    rows = []
+    for objects in (1, 2):
+        rows += training_speed(model, device, default_cases(device), objects=objects)
+    print(f"\n{'device':7} {'precision':9} {'layout':13} {'objects':>7} {'step s':>7} {'frames/s':>9} {'vs fp32':>8}")
+    for row in rows:
+        reference = next(
+            r for r in rows if r["objects"] == row["objects"] and r["precision"] == "fp32" and not r["channels_last"]
+        )
+        row["speed_vs_fp32"] = round(row["frames_per_s"] / reference["frames_per_s"], 2)
+        layout = "channels_last" if row["channels_last"] else "contiguous"
+        print(
+            f"{row['device']:7} {row['precision']:9} {layout:13} {row['objects']:>7} {row['step_s']:>7.2f} "
+            f"{row['frames_per_s']:>9.2f} {row['speed_vs_fp32']:>7.2f}x"
+        )
+    update_results(args.out, {"train": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
@@ -326,9 +352,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--width-sweep", action="store_true", help="4-vs-1-object cost of narrower per-object layers (OpenVINO)"
     )
+    parser.add_argument(
+        "--train", action="store_true", help="training frames/s per precision and layout (4 clips x 8 frames)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.train:
+        return train_speed(args)
     if args.metrics:
         timing = metric_seconds(args.metrics)
         print(f"J and F of {timing['frames']} DAVIS16 val frames scored in {timing['seconds']:.1f} s (one core)")

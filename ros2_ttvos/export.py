@@ -26,7 +26,8 @@ import torch
 from ros2_ttvos import checkpoint
 from ros2_ttvos.backends import EXPORT_FORMAT, STATE_INPUTS, OnnxRuntimeBackend, TorchBackend
 from ros2_ttvos.model import TTVOS
-from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep, soft_aggregate
+from ros2_ttvos.model.merge import soft_aggregate
+from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 
 OPSET = 17
 STATE_AXES = {
@@ -134,10 +135,10 @@ def graph_code_digest() -> str:
     Part of the cache key: a new version of the network code exports the same weights again
     instead of running graphs traced from the old code.
     """
-    from ros2_ttvos.model import backbone, streaming, ttvos
+    from ros2_ttvos.model import backbone, merge, streaming, ttvos
 
     digest = hashlib.sha256(EXPORT_FORMAT.encode())
-    for module in (backbone, ttvos, streaming, sys.modules[__name__]):
+    for module in (backbone, ttvos, merge, streaming, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -31,17 +31,19 @@ from tqdm import tqdm
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.backends import resolve_torch_device
-from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
+from ros2_ttvos.data.batches import BatchSampler, Prefetcher
+from ros2_ttvos.data.clips import DavisClips, StillImages
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
+from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.tracker import Tracker
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
     "step", "stage", "lr", "segmentation", "transition", "auxiliary", "total", "frames_per_s",
-    "holdout_J", "holdout_F", "holdout_JF", "wall_time",
+    "objects", "data_wait_share", "holdout_J", "holdout_F", "holdout_JF", "wall_time",
 ]  # fmt: skip
 
 
@@ -91,6 +93,32 @@ def learning_rate(config: Dict[str, Any], step: int) -> float:
     return stage["lr"] * warmup * cosine
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX or AVX-512 bf16); elsewhere it is
+    emulated and about 100x slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA and on CPUs with native bf16, else fp32. bf16 is refused where it
+    would be emulated."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    native = device.type == "cuda" or cpu_has_native_bf16()
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        raise ValueError("precision bf16: this CPU has no bf16 units (amx_bf16 / avx512_bf16); use fp32 or auto")
+    return precision
+
+
 class Trainer:
     """Owns the model, optimiser, data samplers and RNG of one run."""
 
@@ -101,21 +129,30 @@ class Trainer:
         torch.set_num_threads(int(config.get("threads", 2)))
         self.device = resolve_torch_device(config.get("device", "auto"))
         torch.manual_seed(config["seed"])
-        self.rng = np.random.default_rng(config["seed"])
+        self.precision = resolve_precision(config.get("precision", "auto"), self.device)
+        LOG.info(
+            "precision %s (asked: %s; device %s%s)", self.precision, config.get("precision", "auto"), self.device,
+            "" if self.device.type == "cuda" else f", native bf16: {cpu_has_native_bf16()}",
+        )  # fmt: skip
         self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
         if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
             self.model.load_state_dict(self._initial_weights(config["init_weights"]))
+        if config.get("channels_last", True):  # faster on the CPU in both precisions (ttvos-bench --train)
+            self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
+        self.runner = ClipRunner(self.model)
         self.step = 0
         self.best_jf = -1.0
         self.best_size: Optional[int] = None  # internal size best_jf was measured at
         data = config["data"]
         davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences())
         holdout = set(data["holdout"])
-        self.clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
+        clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
         self.holdout = [davis.sequence(name) for name in data["holdout"]]
-        self.stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
+        stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
+        sampler = BatchSampler(clips, stills, data.get("davis_still_fraction", 0.3), config["seed"])
+        self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
 
     def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
@@ -157,7 +194,6 @@ class Trainer:
             step=self.step,
             best_jf=self.best_jf,
             best_size=self.best_size,
-            numpy_rng=self.rng.bit_generator.state,
             torch_rng=torch.get_rng_state(),
             train_config=self.config,
             git_commit=git_commit(),
@@ -187,7 +223,6 @@ class Trainer:
             self.step = int(payload["step"])
             self.best_jf = float(payload["best_jf"])
             self.best_size = payload.get("best_size")  # absent before session 3: re-scored
-            self.rng.bit_generator.state = payload["numpy_rng"]
             torch.set_rng_state(payload["torch_rng"])
             self._truncate_log()
             LOG.info("resumed from %s at step %d", path, self.step)
@@ -216,33 +251,24 @@ class Trainer:
             writer.writerow({key: row.get(key, "") for key in LOG_FIELDS})
 
     # --- training ------------------------------------------------------------------------------
-    def _sample_still(self, rng: np.random.Generator):
-        if self.stills is None or rng.random() < self.config["data"].get("davis_still_fraction", 0.3):
-            return self.clips.still(rng)
-        return self.stills.sample(rng)
-
-    def _batch(self, stage: Dict[str, Any]):
-        size = tuple(stage.get("size", self.config["size"]))
-        frames, masks = [], []
-        while len(frames) < stage["batch"]:
-            if self.rng.random() < stage["synthetic"]:
-                clip = synthetic_clip(self._sample_still, self.rng, stage["frames"], size)
-            else:
-                clip = self.clips.clip(self.rng, stage["frames"], size, stage.get("max_stride", 3))
-            if clip[1][0].any():  # the target must be visible when it is given
-                frames.append(clip[0])
-                masks.append(clip[1])
-        frames_t = torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).float().to(self.device)
-        masks_t = torch.from_numpy(np.stack(masks))[:, :, None].float().to(self.device)
-        return frames_t, masks_t
+    def _tensors(self, batch):
+        frames, labels = (torch.from_numpy(array).to(self.device) for array in batch)
+        frames = frames.permute(0, 1, 4, 2, 3).float()
+        labels = labels.long()
+        targets = int(labels[:, 0].max())
+        first = torch.stack([(labels[:, 0] == k).float() for k in range(1, targets + 1)], dim=1)
+        return frames, labels, first
 
     def train_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
         self.model.train()
-        frames, masks = self._batch(stage)
+        following = stage_at(self.config, self.step + 1)
+        frames, labels, first = self._tensors(self.batches.get(stage, self.step, following))
         lr = learning_rate(self.config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        losses = ttvos_losses(self.model(frames, masks[:, 0]), masks)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            outputs = self.runner(frames, first)
+        losses = ttvos_losses(outputs, labels)  # float32
         weights = self.config.get("loss_weights", {})
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
@@ -250,7 +276,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
         self.step += 1
-        return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr}
+        return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
 
     def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
         return evaluate_sequences(Tracker.from_model(model, self.device, internal_size=internal_size), self.holdout)
@@ -288,14 +314,15 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         while self.step < end and not self._stop_requested:
             stage = stage_at(self.config, self.step)
-            start = time.perf_counter()
+            start, waited = time.perf_counter(), self.batches.wait_seconds
             row = self.train_step(stage)
             elapsed = time.perf_counter() - start
             row.update(
                 step=self.step, stage=stage["name"], wall_time=round(time.time(), 1),
                 frames_per_s=round(stage["batch"] * stage["frames"] / elapsed, 2),
+                data_wait_share=round((self.batches.wait_seconds - waited) / elapsed, 3),
             )  # fmt: skip
-            if self.step % self.config.get("holdout_every", 250) == 0 or self.step == end:
+            if self.step % stage.get("holdout_every", self.config.get("holdout_every", 250)) == 0 or self.step == end:
                 scores = self.holdout_check(stage)
                 row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
             self._log(row)
@@ -306,6 +333,9 @@ class Trainer:
                 last_save = time.monotonic()
         bar.close()
         self.save()
+
+    def close(self) -> None:
+        self.batches.close()
 
 
 def plot_run(run_dir: Path) -> Path:
@@ -379,7 +409,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"{trainer.run_dir} already has a run: pass --resume or choose another run_dir")
         signal.signal(signal.SIGTERM, trainer.request_stop)
         signal.signal(signal.SIGINT, trainer.request_stop)
-        trainer.run(args.max_steps)
+        try:
+            trainer.run(args.max_steps)
+        finally:
+            trainer.close()
     except (ValueError, OSError) as error:
         LOG.error("%s", error)
         return 1

@@ -5,6 +5,7 @@ import torch
 
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.model.streaming import AREA_RATE, ObjectEncoder, TrackingStep
 from ros2_ttvos.model.ttvos import _conv_part, coordinate_channels
 
@@ -78,9 +79,9 @@ def test_ablations_run_and_train(ablation):
     torch.manual_seed(0)
     net = TTVOS(TTVOSConfig(**ablation), pretrained_backbone=False)
     frames = torch.rand(1, 3, 3, 64, 96) * 255
-    masks = torch.zeros(1, 3, 1, 64, 96)
-    masks[:, :, :, 16:48, 24:72] = 1
-    losses = ttvos_losses(net(frames, masks[:, 0]), masks)
+    labels = torch.zeros(1, 3, 64, 96, dtype=torch.long)
+    labels[:, :, 16:48, 24:72] = 1
+    losses = ttvos_losses(ClipRunner(net)(frames, (labels[:, 0] == 1).float().unsqueeze(1)), labels)
     assert set(losses) == {"segmentation", "transition", "auxiliary"}
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())

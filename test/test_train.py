@@ -76,9 +76,33 @@ def test_init_weights_start_from_a_checkpoint(tiny_config, tmp_path):
 def test_a_stage_can_set_its_own_crop_size(tiny_config):
     trainer = Trainer(tiny_config)
     stage = {**tiny_config["stages"][1], "size": [96, 128]}
-    frames, masks = trainer._batch(stage)
-    assert frames.shape == (2, 3, 3, 96, 128) and masks.shape == (2, 3, 1, 96, 128)
-    assert trainer._batch(tiny_config["stages"][1])[0].shape[-2:] == (64, 96)
+    frames, labels = trainer.batches.get(stage, 0, None)
+    assert frames.shape == (2, 3, 96, 128, 3) and labels.shape == (2, 3, 96, 128)
+    assert trainer.batches.get(tiny_config["stages"][1], 1, None)[0].shape[2:4] == (64, 96)
+
+
+def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_config):
+    stage = {**tiny_config["stages"][0], "objects": [2, 3], "frames": 4}
+    ahead = Trainer(tiny_config).batches
+    ahead.get(stage, 6, stage)  # draws step 7 in the background
+    fresh = Trainer(tiny_config).batches
+    for a, b in zip(ahead.get(stage, 7, None), fresh.get(stage, 7, None), strict=True):
+        np.testing.assert_array_equal(a, b)
+    frames, labels = fresh.get(stage, 8, None)
+    targets = int(labels[:, 0].max())
+    assert targets in (2, 3)
+    for k in range(1, targets + 1):  # every target is visible when it is given
+        assert (labels[:, 0] == k).any(axis=(1, 2)).all()
+
+
+def test_several_targets_per_clip_train_and_are_logged(tiny_config):
+    stages = [{**tiny_config["stages"][0], "steps": 3, "objects": [2, 3], "frames": 4}]
+    trainer = Trainer({**tiny_config, "stages": stages})
+    trainer.run()
+    rows = read_log(Path(tiny_config["run_dir"]))
+    assert {int(r["objects"]) for r in rows} <= {2, 3}
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    assert all(0.0 <= float(r["data_wait_share"]) <= 1.0 for r in rows)
 
 
 def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):

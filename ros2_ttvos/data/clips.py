@@ -63,7 +63,8 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a3 @ b3)[:2]
 
 
-def _colour_jitter(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def colour_jitter(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random per-channel gain and a brightness offset."""
     gain = rng.uniform(0.8, 1.2, size=3)
     bias = rng.uniform(-20, 20)
     return np.clip(frame.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
@@ -86,43 +87,16 @@ def _fit(image: np.ndarray, mask: np.ndarray, size: Tuple[int, int], rng: np.ran
     return image[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w]
 
 
-def synthetic_clip(
-    sample_still: StillSampler,
-    rng: np.random.Generator,
-    frames: int,
-    size: Tuple[int, int],
-    paste_prob: float = 0.5,
-) -> Clip:
-    """A clip made from one still image by smooth random affine motion and colour changes.
-
-    With probability ``paste_prob`` an object cut from another image moves over the scene on
-    its own path; half of those times it occludes the target (a distractor), otherwise it becomes
-    the target and the original object is the distractor.
-    """
+def synthetic_clip(sample_still: StillSampler, rng: np.random.Generator, frames: int, size: Tuple[int, int]) -> Clip:
+    """A clip made from one still image by smooth random affine motion and colour changes; its
+    mask is the image's object (``data.composite`` pastes other objects over such clips)."""
     image, mask = _fit(*sample_still(rng), size, rng)
-    paste = None
-    if rng.random() < paste_prob:
-        other, other_mask = _fit(*sample_still(rng), size, rng)
-        shrink = cv2.getRotationMatrix2D((size[1] / 2, size[0] / 2), 0, rng.uniform(0.3, 0.7))
-        shrink[:, 2] += rng.uniform(-0.3, 0.3, size=2) * np.array([size[1], size[0]])
-        paste = (other, other_mask, shrink, bool(rng.random() < 0.5))
-    scene_motion = np.eye(3)[:2]
-    paste_motion = np.eye(3)[:2]
+    motion = np.eye(3)[:2]
     out_frames, out_masks = [], []
     for _ in range(frames):
-        scene_motion = _compose(_random_affine(rng, size, 0.5), scene_motion)
-        frame = cv2.warpAffine(image, scene_motion, size[::-1], borderMode=cv2.BORDER_REFLECT)
-        target = cv2.warpAffine(mask, scene_motion, size[::-1], flags=cv2.INTER_NEAREST)
-        if paste is not None:
-            other, other_mask, shrink, becomes_target = paste
-            paste_motion = _compose(_random_affine(rng, size, 0.7), paste_motion)
-            matrix = _compose(paste_motion, shrink)
-            cut = cv2.warpAffine(other, matrix, size[::-1])
-            cut_mask = cv2.warpAffine(other_mask, matrix, size[::-1], flags=cv2.INTER_NEAREST) > 0
-            frame = np.where(cut_mask[..., None], cut, frame)
-            target = cut_mask.astype(np.uint8) if becomes_target else target * ~cut_mask
-        out_frames.append(_colour_jitter(frame, rng))
-        out_masks.append((target > 0).astype(np.uint8))
+        motion = _compose(_random_affine(rng, size, 0.5), motion)
+        out_frames.append(colour_jitter(cv2.warpAffine(image, motion, size[::-1], borderMode=cv2.BORDER_REFLECT), rng))
+        out_masks.append((cv2.warpAffine(mask, motion, size[::-1], flags=cv2.INTER_NEAREST) > 0).astype(np.uint8))
     return np.stack(out_frames), np.stack(out_masks)
 
 
@@ -172,6 +146,6 @@ class DavisClips:
             mask = cv2.resize(mask, new, interpolation=cv2.INTER_NEAREST)[y0 : y0 + h, x0 : x0 + w]
             if flip:
                 image, mask = image[:, ::-1], mask[:, ::-1]
-            out_frames.append(_colour_jitter(image, rng))
+            out_frames.append(colour_jitter(image, rng))
             out_masks.append(mask)
         return np.stack(out_frames), np.stack(out_masks)

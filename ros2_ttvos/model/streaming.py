@@ -13,32 +13,10 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from ros2_ttvos.model.merge import assign_slots, merge_objects
 from ros2_ttvos.model.ttvos import TTVOS, TemplateState
 
 AREA_RATE = 0.2  # how fast an object's usual area follows its confident frames
-
-
-def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
-    """Merge per-object foreground probabilities (N, H, W) into (N+1, H, W) class probabilities.
-
-    Background is the product of the complements; classes are combined by their odds ratios.
-    """
-    fg = foreground.clamp(1e-7, 1 - 1e-7)
-    background = torch.prod(1 - fg, dim=0, keepdim=True).clamp(1e-7, 1 - 1e-7)
-    probs = torch.cat([background, fg], dim=0)
-    odds = probs / (1 - probs)
-    return odds / odds.sum(dim=0, keepdim=True)
-
-
-def assign_slots(foreground: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) foreground probabilities -> (H, W) int64: 0 = background, k = the k-th object.
-
-    The argmax of ``soft_aggregate``: odds grow with the probability and share one normaliser,
-    so the winner is the most probable of the clamped probabilities and the background.
-    """
-    fg = foreground.clamp(1e-7, 1 - 1e-7)
-    background = torch.prod(1 - fg, dim=0, keepdim=True).clamp(1e-7, 1 - 1e-7)
-    return torch.cat([background, fg], dim=0).argmax(dim=0)
 
 
 class ObjectEncoder(nn.Module):
@@ -60,9 +38,11 @@ class TrackingStep(nn.Module):
     lost object keeps its short-term part, ``hist`` and ``st``, as well, so that it is looked for
     where and as it was last seen; 0 = those follow every frame).
     Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,); foreground
-    (N, H, W); then the new hist, st, lt, updates, area.
+    (N, H, W) (each object's own probability, before the merge); then the new hist, st, lt,
+    updates, area. Each object's next state comes from its share after the merge
+    (``merge_objects``), so that two objects cannot both claim the same pixels.
 
-    confidence = mean foreground probability over the object's pixels x presence, where presence
+    confidence = mean merged probability over the object's pixels x presence, where presence
     = the object's share of the frame over its usual share (``area``), at most 1. The network
     tends to keep a small, sure blob where a hidden object was; presence makes that read as lost.
     """
@@ -75,18 +55,18 @@ class TrackingStep(nn.Module):
         state = TemplateState(hist, st, lt, updates)
         feats = self.model.encode_image(image)
         out = self.model.segment(feats, state, with_logits=False)
-        prob_fg = out.foreground
-        foreground = prob_fg[:, 0]
+        foreground = out.foreground[:, 0]
         slots = assign_slots(foreground)
+        kept = merge_objects(foreground)  # what each object keeps of the frame: its next state
         ids = torch.arange(1, foreground.shape[0] + 1, device=image.device).view(-1, 1, 1)
         mine = (slots.unsqueeze(0) == ids).to(foreground.dtype)
         pixels = mine.sum(dim=(1, 2))
-        sureness = (foreground * mine).sum(dim=(1, 2)) / pixels.clamp(min=1.0)
+        sureness = (kept * mine).sum(dim=(1, 2)) / pixels.clamp(min=1.0)
         share = mine.mean(dim=(1, 2))
         presence = (share / area.clamp(min=1e-6)).clamp(max=1.0)
         confidence = sureness * presence
         confident = confidence >= threshold
-        new_state = self.model.update_state(feats, state, out.weight, prob_fg, confident)
+        new_state = self.model.update_state(feats, state, out.weight, kept.unsqueeze(1), confident)
         keep = (~confident & (hold_state > 0.5)).view(-1, 1, 1, 1)
         hist = torch.where(keep, state.hist, new_state.hist)
         st = torch.where(keep, state.st, new_state.st)

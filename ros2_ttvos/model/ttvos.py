@@ -211,7 +211,7 @@ class TTVOS(nn.Module):
       state = net.init_state(feats, mask)                 # when an object is given
       out = net.segment(feats, state)                     # every later frame
       state = net.update_state(feats, state, out, prob_fg, keep_long_term)
-    ``forward`` runs a whole clip for training.
+    ``model.recurrent.ClipRunner`` runs whole clips for training.
     """
 
     def __init__(self, config: Optional[TTVOSConfig] = None, pretrained_backbone: bool = True):
@@ -453,29 +453,3 @@ class TTVOS(nn.Module):
             lt = torch.where(keep.view(-1, 1, 1), state.lt, lt)
             updates = torch.where(keep, state.updates, updates)
         return TemplateState(hist=hist, st=st, lt=lt, updates=updates)
-
-    # --- training ------------------------------------------------------------------------
-    def forward(self, frames: torch.Tensor, first_masks: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Run clips recurrently, as at inference (the model's own predictions feed the next step).
-
-        frames: (B, T, 3, H, W) RGB in [0, 255]; first_masks: (B, 1, H, W) object mask of frame 0.
-        Returns logits (B, T-1, 2, H, W), transition (B, T-1, 2, H8, W8),
-        aux_logits (B, T-1, 1, H8, W8) and prev_heat (B, T-1, 2, H8, W8), the stride-8 heatmap
-        of the previous prediction (the transition map's reference).
-        """
-        b, t = frames.shape[:2]
-        outputs = {"logits": [], "transition": [], "aux_logits": [], "prev_heat": []}
-        feats = self.encode_image(frames[:, 0])
-        state = self.init_state(feats, first_masks)
-        prev_prob = first_masks
-        for index in range(1, t):
-            feats = self.encode_image(frames[:, index])
-            out = self.segment(feats, state)
-            prob_fg = out.foreground
-            outputs["logits"].append(out.logits)
-            outputs["transition"].append(out.transition)
-            outputs["aux_logits"].append(out.aux_logits)
-            outputs["prev_heat"].append(heatmap_at_stride(prev_prob, 8))
-            state = self.update_state(feats, state, out.weight, prob_fg)
-            prev_prob = prob_fg
-        return {key: torch.stack(value, dim=1) for key, value in outputs.items()}

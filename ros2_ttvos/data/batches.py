@@ -1,0 +1,96 @@
+"""Training batches: what each step of a stage trains on, drawn ahead in a background thread.
+
+A batch is a pure function of (seed, rank, step): a resumed run, a prefetching thread and each
+data-parallel rank all get exactly the batches they would have got otherwise, with no sampler
+state to save.
+"""
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
+from ros2_ttvos.data.composite import cut_out_sampler, multi_object_clip
+
+Batch = Tuple[np.ndarray, np.ndarray]  # frames (B, T, H, W, 3) uint8 RGB, labels (B, T, H, W) uint8
+
+
+class BatchSampler:
+    """Clips for a stage: ``synthetic`` share of still-image scenes, the rest DAVIS train clips;
+    ``objects: [min, max]`` targets per clip (one count per batch); single-target clips get
+    pasted cut-outs with probability ``paste`` (always when there are several targets)."""
+
+    def __init__(
+        self,
+        clips: DavisClips,
+        stills: Optional[StillImages],
+        davis_still_fraction: float,
+        seed: int,
+        rank: int = 0,
+    ):
+        self.clips = clips
+        self.stills = stills
+        self.davis_still_fraction = davis_still_fraction
+        self.seed = seed
+        self.rank = rank
+        self.sample_cut = cut_out_sampler(self._sample_still)
+
+    def _sample_still(self, rng: np.random.Generator):
+        if self.stills is None or rng.random() < self.davis_still_fraction:
+            return self.clips.still(rng)
+        return self.stills.sample(rng)
+
+    def _clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
+        if rng.random() < stage["synthetic"]:
+            scene = synthetic_clip(self._sample_still, rng, stage["frames"], size)
+        else:
+            scene = self.clips.clip(rng, stage["frames"], size, stage.get("max_stride", 3))
+        if targets == 1 and rng.random() >= stage.get("paste", 0.5):
+            return scene if scene[1][0].any() else None
+        return multi_object_clip(scene, targets, rng, self.sample_cut, stage.get("distractors", 2))
+
+    def batch(self, stage: Dict[str, Any], step: int, default_size: Sequence[int]) -> Batch:
+        """The batch of ``step`` (0-based) in ``stage``; every target is visible on frame 0."""
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        size = tuple(stage.get("size", default_size))
+        low, high = stage.get("objects", [1, 1])
+        targets = int(rng.integers(low, high + 1))
+        frames, labels = [], []
+        while len(frames) < stage["batch"]:
+            clip = self._clip(stage, size, targets, rng)
+            if clip is not None and all((clip[1][0] == k).any() for k in range(1, targets + 1)):
+                frames.append(clip[0])
+                labels.append(clip[1])
+        return np.stack(frames), np.stack(labels)
+
+
+class Prefetcher:
+    """Draws the next step's batch in a background thread while the current step trains.
+
+    ``get(stage, step)`` returns the batch of ``step`` (drawn now if it was not asked for ahead)
+    and starts drawing the one of ``step + 1``; ``wait_seconds`` sums the time the caller waited.
+    """
+
+    def __init__(self, sampler: BatchSampler, default_size: Sequence[int]):
+        self.sampler = sampler
+        self.default_size = default_size
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        self._ahead: Optional[Tuple[int, Future]] = None
+        self.wait_seconds = 0.0
+
+    def get(self, stage: Dict[str, Any], step: int, next_stage: Optional[Dict[str, Any]]) -> Batch:
+        start = time.perf_counter()
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == step:
+            batch = ahead[1].result()
+        else:
+            batch = self.sampler.batch(stage, step, self.default_size)
+        self.wait_seconds += time.perf_counter() - start
+        if next_stage is not None:
+            self._ahead = (step + 1, self._pool.submit(self.sampler.batch, next_stage, step + 1, self.default_size))
+        return batch
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

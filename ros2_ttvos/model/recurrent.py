@@ -1,0 +1,62 @@
+"""Training forward pass: whole clips run recurrently, several objects per clip, merged as the
+tracker merges them.
+
+The model's own predictions feed the next frame, as at inference; every object's state is
+updated from its share after the merge (``merge.merge_objects``), and the segmentation loss is
+taken on the merged class probabilities, the output the tracker labels from.
+"""
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ros2_ttvos.model.merge import merge_objects, soft_aggregate
+from ros2_ttvos.model.ttvos import TTVOS, heatmap_at_stride
+
+
+class ClipRunner(nn.Module):
+    """Wraps a ``TTVOS`` for training (and for ``DistributedDataParallel``, which wraps this)."""
+
+    def __init__(self, model: TTVOS):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, first_masks: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """frames: (B, T, 3, H, W) RGB in [0, 255]; first_masks: (B, K, H, W) in {0, 1}, the K
+        targets of every clip on frame 0 (the same K for the whole batch).
+
+        Returns, for frames 1..T-1: ``log_probs`` (B, T-1, K+1, H, W) log class probabilities
+        after the merge, background first; per object ``transition`` (B, T-1, K, 2, H8, W8),
+        ``aux_logits`` (B, T-1, K, 1, H8, W8) and ``prev_heat`` (B, T-1, K, 2, H8, W8), the
+        stride-8 heatmap of the object's previous merged prediction (the transition map's
+        reference).
+        """
+        model = self.model
+        b, t = frames.shape[:2]
+        k = first_masks.shape[1]
+        height, width = first_masks.shape[-2:]
+
+        def per_object(feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+            return feats if k == 1 else {name: v.repeat_interleave(k, dim=0) for name, v in feats.items()}
+
+        outputs = {"log_probs": [], "transition": [], "aux_logits": [], "prev_heat": []}
+        prev_kept = first_masks.reshape(b * k, 1, height, width)
+        feats = per_object(model.encode_image(frames[:, 0]))
+        state = model.init_state(feats, prev_kept)
+        for index in range(1, t):
+            feats = per_object(model.encode_image(frames[:, index]))
+            out = model.segment(feats, state)
+            foreground = out.foreground.float().view(b, k, height, width)  # merged in float32
+            # One object: the paper's two-class softmax of its logits; several: the merge.
+            single = k == 1
+            log_probs = F.log_softmax(out.logits.float(), dim=1) if single else torch.log(soft_aggregate(foreground))
+            kept = merge_objects(foreground).view(b * k, 1, height, width)
+            outputs["log_probs"].append(log_probs.view(b, k + 1, height, width))
+            outputs["transition"].append(out.transition.unflatten(0, (b, k)))
+            outputs["aux_logits"].append(out.aux_logits.unflatten(0, (b, k)))
+            outputs["prev_heat"].append(heatmap_at_stride(prev_kept, 8).unflatten(0, (b, k)))
+            state = model.update_state(feats, state, out.weight, kept)
+            prev_kept = kept
+        return {key: torch.stack(value, dim=1) for key, value in outputs.items()}
