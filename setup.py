@@ -39,6 +39,7 @@ setup(
             "ttvos-ablate = ros2_ttvos.ablation:main",
             "ttvos-bag = ros2_ttvos.ros.bag:main",
             "ttvos-bench = ros2_ttvos.bench:main",
+            "ttvos-data = ros2_ttvos.data_cli:main",
             "ttvos-eval = ros2_ttvos.evaluate:main",
             "ttvos-export = ros2_ttvos.export:main",
             "ttvos-occlusion = ros2_ttvos.occlusion:main",

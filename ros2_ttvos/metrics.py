@@ -111,3 +111,30 @@ def sequence_scores(
     if object_ids is None:
         object_ids = [int(v) for v in np.unique(true_labels) if v != 0]
     return {k: object_scores(predicted_labels == k, true_labels == k) for k in object_ids}
+
+
+class IdentitySwitches(NamedTuple):
+    frames: int  # evaluated frames on which the object is visible in the ground truth
+    switches: int  # of those, frames on which most of its pixels carry another object's label
+
+
+def identity_switches(
+    predicted_labels: np.ndarray, true_labels: np.ndarray, object_ids: Optional[list] = None
+) -> Dict[int, IdentitySwitches]:
+    """Per object: on the frames J and F evaluate (1..T-2), how often the object's true pixels
+    are mostly labelled as one other object (an identity switch, not a lost mask)."""
+    if object_ids is None:
+        object_ids = [int(v) for v in np.unique(true_labels) if v != 0]
+    counts = {}
+    for k in object_ids:
+        frames = switches = 0
+        for predicted, truth in zip(predicted_labels[1:-1], true_labels[1:-1], strict=True):
+            inside = predicted[truth == k]
+            if inside.size == 0:
+                continue
+            frames += 1
+            others = np.bincount(inside, minlength=256)
+            others[[0, k]] = 0
+            switches += int(others.max() > inside.size / 2)
+        counts[k] = IdentitySwitches(frames, switches)
+    return counts

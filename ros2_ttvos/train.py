@@ -6,7 +6,9 @@
 
 A run directory holds ``last.pt`` (written atomically at least every ``checkpoint_minutes``,
 on SIGINT/SIGTERM and at the end), ``previous.pt`` (the one before, used when ``last.pt`` is
-damaged), ``best.pt`` (best hold-out J&F) and ``log.csv`` (every loss, every hold-out check).
+damaged), ``best.pt`` (best hold-out ``selection`` score: the single-object hold-out J&F, or
+its mean with the multi-object benchmark's when ``data.multi_holdout`` is set) and ``log.csv``
+(every loss, every hold-out check).
 The hold-out check runs the tracker at ``holdout_internal_size``, which a stage may set for
 itself; when it changes, ``best.pt`` is scored again at the new size before it is compared.
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
@@ -34,6 +36,7 @@ from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.data.batches import BatchSampler, Prefetcher
 from ros2_ttvos.data.clips import DavisClips, StillImages
 from ros2_ttvos.data.davis import Davis
+from ros2_ttvos.data.multi_benchmark import make_benchmark
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
@@ -43,7 +46,8 @@ from ros2_ttvos.tracker import Tracker
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
     "step", "stage", "lr", "segmentation", "transition", "auxiliary", "total", "frames_per_s",
-    "objects", "data_wait_share", "holdout_J", "holdout_F", "holdout_JF", "wall_time",
+    "objects", "data_wait_share", "holdout_J", "holdout_F", "holdout_JF", "multi_JF", "multi_id_switch_rate",
+    "selection", "wall_time",
 ]  # fmt: skip
 
 
@@ -150,6 +154,7 @@ class Trainer:
         holdout = set(data["holdout"])
         clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
         self.holdout = [davis.sequence(name) for name in data["holdout"]]
+        self.multi_holdout = self._multi_holdout(data)
         stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
         sampler = BatchSampler(clips, stills, data.get("davis_still_fraction", 0.3), config["seed"])
         self.batches = Prefetcher(sampler, config["size"])
@@ -175,6 +180,20 @@ class Trainer:
                 "set model.head_ranks to match, or start from full-rank weights"
             )
         return source.state_dict()
+
+    def _multi_holdout(self, data: Dict[str, Any]) -> List:
+        """The sequences of the multi-object benchmark made from the hold-out sequences
+        (``data.multi_holdout: {dir, seed, variants}``), composed first if ``dir`` lacks it."""
+        spec = data.get("multi_holdout")
+        if not spec:
+            return []
+        folder = Path(spec["dir"]).expanduser()
+        if not (folder / "benchmark.json").is_file():
+            LOG.info("composing the multi-object hold-out benchmark in %s", folder)
+            make_benchmark(
+                Path(data["davis_root"]), data["holdout"], folder, spec.get("seed", 0), spec.get("variants", 3)
+            )
+        return list(Davis(folder, 2017, "val", data["resolution"]))
 
     def _train_sequences(self) -> List[str]:
         listing = Path(self.config["data"]["davis_train_list"])
@@ -279,7 +298,16 @@ class Trainer:
         return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
 
     def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
-        return evaluate_sequences(Tracker.from_model(model, self.device, internal_size=internal_size), self.holdout)
+        """Hold-out J&F (single objects) and, when configured, the multi-object benchmark's;
+        ``selection`` is what checkpoints are chosen by: the mean of the two J&F, or the first."""
+        tracker = Tracker.from_model(model, self.device, internal_size=internal_size)
+        scores = evaluate_sequences(tracker, self.holdout)
+        scores["selection"] = scores["JF_mean"]
+        if self.multi_holdout:
+            multi = evaluate_sequences(tracker, self.multi_holdout)
+            scores.update(multi_JF=multi["JF_mean"], multi_id_switch_rate=multi["id_switch_rate"])
+            scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
+        return scores
 
     def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
@@ -288,11 +316,11 @@ class Trainer:
         best = self.run_dir / "best.pt"
         if size != self.best_size and best.is_file():
             best_model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
-            self.best_jf = self._holdout_scores(best_model, size)["JF_mean"]
-            LOG.info("hold-out size is now %d: best.pt scored again at that size: J&F %.4f", size, self.best_jf)
+            self.best_jf = self._holdout_scores(best_model, size)["selection"]
+            LOG.info("hold-out size is now %d: best.pt scored again at that size: %.4f", size, self.best_jf)
         self.best_size = size
-        if scores["JF_mean"] > self.best_jf:
-            self.best_jf = scores["JF_mean"]
+        if scores["selection"] > self.best_jf:
+            self.best_jf = scores["selection"]
             checkpoint.save_atomic(
                 checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
                 best,
@@ -325,6 +353,9 @@ class Trainer:
             if self.step % stage.get("holdout_every", self.config.get("holdout_every", 250)) == 0 or self.step == end:
                 scores = self.holdout_check(stage)
                 row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
+                row.update(
+                    {key: scores[key] for key in ("multi_JF", "multi_id_switch_rate", "selection") if key in scores}
+                )
             self._log(row)
             bar.update(1)
             bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")
@@ -361,7 +392,12 @@ def plot_run(run_dir: Path) -> Path:
     checked = [r for r in rows if r["holdout_JF"]]
     for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
         points = [r for r in checked if r["stage"] == stage]
-        ax_jf.plot([int(r["step"]) for r in points], [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+        steps_checked = [int(r["step"]) for r in points]
+        ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+        multi = [r for r in points if r.get("multi_JF")]
+        if multi:
+            multi_steps = [int(r["step"]) for r in multi]
+            ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
     fig.tight_layout()

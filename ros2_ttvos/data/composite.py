@@ -69,11 +69,17 @@ class Sprite:
 
 
 def random_path(
-    rng: np.random.Generator, cut: CutOut, size: Tuple[int, int], towards: Optional[np.ndarray], frames: int
+    rng: np.random.Generator,
+    cut: CutOut,
+    size: Tuple[int, int],
+    towards: Optional[np.ndarray],
+    frames: int,
+    max_travel: Optional[float] = None,
 ) -> Trajectory:
     """A path for ``cut`` in a frame of ``size`` (h, w): covering 2-15 % of the frame, moving up to
-    3 % of the frame width a frame, often through ``towards`` (another object: they cross), with
-    its start or end outside the view now and then; a third of the paths change depth."""
+    3 % of the frame width a frame (and at most ``max_travel`` frame widths in all, if given),
+    often through ``towards`` (another object: they cross), with its start or end outside the
+    view now and then; a third of the paths change depth."""
     h, w = size
     area = rng.uniform(0.02, 0.15) * h * w
     scale = float(np.sqrt(area / max(1.0, cut.alpha.sum())))
@@ -84,6 +90,8 @@ def random_path(
         direction = rng.normal(size=2)
     direction = direction / max(1e-6, float(np.linalg.norm(direction)))
     travel = rng.uniform(0.003, 0.03) * w * (frames - 1)
+    if max_travel is not None:
+        travel = min(travel, max_travel * w)
     end = start + direction * travel
     if rng.random() < 0.2:  # leaves the view: the end beyond an edge
         end = start + direction * max(travel, 0.6 * w)
@@ -159,6 +167,7 @@ def multi_object_clip(
     rng: np.random.Generator,
     sample_cut: CutOutSampler,
     max_distractors: int = 2,
+    max_travel: Optional[float] = None,
 ) -> Optional[Clip]:
     """``targets`` targets (labels 1..targets) over ``scene``: the scene's object (most often) and
     pasted cut-outs, plus 0 to ``max_distractors`` distractors, half of the time one of them a
@@ -172,7 +181,7 @@ def multi_object_clip(
     cuts = [sample_cut(rng) for _ in range(targets - (1 if scene_is_target else 0))]
     sprites = []
     for offset, cut in enumerate(cuts):
-        sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames)), first_label + offset))
+        sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames), max_travel), first_label + offset))
         anchor = sprites[-1].path.start if anchor is None or rng.random() < 0.5 else anchor
     for _ in range(int(rng.integers(0, max_distractors + 1))):
         if cuts and rng.random() < 0.5:  # the same kind of thing as a target, its colours a little off
@@ -182,7 +191,7 @@ def multi_object_clip(
             cut = CutOut(np.clip(cut.image * gain, 0, 255).astype(np.uint8), cut.alpha)
         else:
             cut = sample_cut(rng)
-        sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames)), 0))
+        sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames), max_travel), 0))
     out_frames, labels = compose((frames, masks), 1 if scene_is_target else 0, sprites)
     visible = [(labels[0] == k).mean() for k in range(1, targets + 1)]
     if min(visible) < MIN_VISIBLE:

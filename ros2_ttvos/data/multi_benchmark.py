@@ -1,0 +1,84 @@
+"""A multi-object benchmark made from the hold-out train sequences only (``ttvos-data multi``).
+
+No multi-object video set is reachable here. Each benchmark sequence is a whole hold-out DAVIS16
+train sequence at 480p with 2 or 3 targets: its own object and objects cut from the hold-out
+sequences' frames (another sequence's object, or the same object from a distant frame: a
+look-alike), moving over it on their own paths, crossing and occluding each other, entering and
+leaving the view, among distractors (``data.composite``). Written in the DAVIS 2017 layout
+(palette PNGs, ``ImageSets/2017/val.txt``) so that ``ttvos-eval --year 2017`` scores it. Nothing
+here comes from DAVIS16 val, and the cut-outs come from the hold-out sequences only: the
+benchmark is as unseen by training as the hold-out sequences themselves. Deterministic from its
+seed.
+"""
+
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ros2_ttvos.data.composite import CutOut, multi_object_clip
+from ros2_ttvos.data.davis import Davis, DavisSequence, write_mask
+
+MAX_TRAVEL = 0.8  # frame widths a pasted object moves over a whole sequence, at most
+
+
+def _cut_outs(sequences: Sequence[DavisSequence], per_sequence: int) -> List[CutOut]:
+    """Objects cut from evenly spaced annotated frames of ``sequences``."""
+    cuts = []
+    for sequence in sequences:
+        for index in np.linspace(0, len(sequence) - 1, per_sequence).round().astype(int):
+            mask = sequence.mask(int(index))
+            cut = None if mask is None else CutOut.from_mask(sequence.image(int(index)), mask)
+            if cut is not None:
+                cuts.append(cut)
+    if not cuts:
+        raise ValueError("no object to cut from the hold-out sequences")
+    return cuts
+
+
+def make_benchmark(
+    davis_root: Path, sequences: Sequence[str], out: Path, seed: int = 0, variants: int = 3, resolution: str = "480p"
+) -> Dict:
+    """Write ``variants`` composed sequences per name in ``sequences`` into ``out``; returns the
+    description also written to ``out/benchmark.json``."""
+    davis = Davis(davis_root, 2016, resolution=resolution, sequences=list(sequences))
+    sources = [davis.sequence(name) for name in sequences]
+    cuts = _cut_outs(sources, per_sequence=6)
+    written = []
+    with tqdm(total=len(sources) * variants, desc="compose", unit="sequence") as progress:
+        for number, source in enumerate(sources):
+            frames = np.stack(list(source.images()))
+            masks = [source.mask(i) for i in range(len(source))]
+            masks = np.stack([m if m is not None else np.zeros(frames.shape[1:3], np.uint8) for m in masks])
+            for variant in range(variants):
+                rng = np.random.default_rng([seed, number, variant])
+                targets = 2 + variant % 2
+                for _ in range(100):
+                    clip = multi_object_clip(
+                        (frames, masks), targets, rng, lambda r: cuts[int(r.integers(len(cuts)))],
+                        max_distractors=2, max_travel=MAX_TRAVEL,
+                    )  # fmt: skip
+                    if clip is not None:
+                        break
+                else:
+                    raise ValueError(f"{source.name}: no composition with every target visible in 100 draws")
+                name = f"{source.name}-multi{variant}"
+                _write_sequence(out, resolution, name, *clip)
+                written.append({"name": name, "source": source.name, "targets": targets, "frames": len(frames)})
+                progress.update(1)
+    (out / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (out / "ImageSets" / "2017" / "val.txt").write_text("".join(f"{s['name']}\n" for s in written))
+    description = {"seed": seed, "variants": variants, "sources": list(sequences), "sequences": written}
+    (out / "benchmark.json").write_text(json.dumps(description, indent=2))
+    return description
+
+
+def _write_sequence(out: Path, resolution: str, name: str, frames: np.ndarray, labels: np.ndarray) -> None:
+    image_dir = out / "JPEGImages" / resolution / name
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for index, (frame, frame_labels) in enumerate(zip(frames, labels, strict=True)):
+        Image.fromarray(frame).save(image_dir / f"{index:05d}.jpg", quality=95)
+        write_mask(out / "Annotations" / resolution / name / f"{index:05d}.png", frame_labels)

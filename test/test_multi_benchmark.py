@@ -1,0 +1,52 @@
+"""The multi-object benchmark (``ttvos-data multi``) and identity switches in the report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ros2_ttvos import metrics
+from ros2_ttvos.data.davis import Davis
+from ros2_ttvos.data_cli import main as data_main
+from ros2_ttvos.evaluate import main as eval_main
+
+
+def test_identity_switches_count_frames_taken_over_by_another_object():
+    truth = np.zeros((6, 10, 10), np.uint8)
+    truth[:, 2:6, 2:6] = 1
+    truth[:, 6:9, 6:9] = 2
+    predicted = truth.copy()
+    predicted[2, 2:6, 2:6] = 2  # object 1 labelled as object 2: a switch
+    predicted[3, 2:6, 2:5] = 0  # object 1 mostly lost, not switched
+    predicted[5, 2:6, 2:6] = 2  # the last frame is not evaluated
+    counts = metrics.identity_switches(predicted, truth)
+    assert counts[1] == metrics.IdentitySwitches(frames=4, switches=1)
+    assert counts[2] == metrics.IdentitySwitches(frames=4, switches=0)
+
+
+def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_config, tmp_path):
+    davis_root = tiny_config["data"]["davis_root"]
+    sequences = "seq-b,seq-c"
+    for out in ("a", "b"):
+        args = ["multi", "--davis", davis_root, "--sequences", sequences, "--variants", "2"]
+        assert data_main([*args, "--out", str(tmp_path / out)]) == 0
+    described = json.loads((tmp_path / "a" / "benchmark.json").read_text())
+    assert [s["source"] for s in described["sequences"]] == ["seq-b", "seq-b", "seq-c", "seq-c"]
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.*"))
+    for path in files:
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
+    davis = Davis(tmp_path / "a", 2017, "val", "480p")
+    for entry, sequence in zip(described["sequences"], davis, strict=True):
+        first = sequence.mask(0)
+        assert set(range(1, entry["targets"] + 1)) <= set(np.unique(first).tolist())  # every target given
+        assert len(sequence) == entry["frames"] == 4
+    # ttvos-eval --year 2017 scores it, identity switches included.
+    out = tmp_path / "scores"
+    eval_args = ["--davis", str(tmp_path / "a"), "--year", "2017", "--backend", "torch", "--device", "cpu"]
+    assert eval_main([*eval_args, "--internal-size", "64", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_objects"] == sum(s["targets"] for s in described["sequences"])
+    assert 0.0 <= summary["id_switch_rate"] <= 1.0 and isinstance(summary["id_switches"], int)
+    assert "id_switches" in (out / "per_sequence.csv").read_text().splitlines()[0]
+    assert Path(out / "seq-b-multi0" / "00000.png").is_file()
