@@ -37,6 +37,7 @@ from ros2_ttvos.data.batches import BatchSampler, Prefetcher
 from ros2_ttvos.data.clips import DavisClips, StillImages
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.data.multi_benchmark import make_benchmark
+from ros2_ttvos.data.pack import PackedStills, packed_sequences
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
@@ -70,8 +71,9 @@ def load_config(path: Path) -> Dict[str, Any]:
     base = Path.cwd()
     config["run_dir"] = str(_path(config["run_dir"], base))
     data = config["data"]
-    data["davis_root"] = str(_path(data["davis_root"], base))
-    data["davis_train_list"] = str(_path(data["davis_train_list"], base))
+    for key in ("davis_root", "davis_train_list", "pack"):
+        if data.get(key):
+            data[key] = str(_path(data[key], base))
     data["saliency"] = [[str(_path(a, base)), str(_path(b, base))] for a, b in data.get("saliency", [])]
     if config.get("init_weights"):
         config["init_weights"] = str(_path(config["init_weights"], base))
@@ -138,7 +140,10 @@ class Trainer:
             "precision %s (asked: %s; device %s%s)", self.precision, config.get("precision", "auto"), self.device,
             "" if self.device.type == "cuda" else f", native bf16: {cpu_has_native_bf16()}",
         )  # fmt: skip
-        self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=True).to(self.device)
+        # The ImageNet backbone weights only when no checkpoint gives every weight (a lent GPU
+        # machine has no package with them).
+        imagenet = not config.get("init_weights")
+        self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=imagenet).to(self.device)
         if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
             self.model.load_state_dict(self._initial_weights(config["init_weights"]))
         if config.get("channels_last", True):  # faster on the CPU in both precisions (ttvos-bench --train)
@@ -150,15 +155,22 @@ class Trainer:
         self.best_jf = -1.0
         self.best_size: Optional[int] = None  # internal size best_jf was measured at
         data = config["data"]
-        davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=self._train_sequences())
+        names = self._train_sequences()
         holdout = set(data["holdout"])
-        clips = DavisClips(davis, [s for s in davis.sequence_names if s not in holdout])
-        self.holdout = [davis.sequence(name) for name in data["holdout"]]
-        self.multi_holdout = self._multi_holdout(data)
-        stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
+        if data.get("pack"):  # the compact form that travels (data/pack.py)
+            pack = Path(data["pack"]).expanduser()
+            sequences = {s.name: s for s in packed_sequences(pack, names)}
+            stills = PackedStills(pack, data.get("pack_shards"))
+        else:
+            davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=names)
+            sequences = {name: davis.sequence(name) for name in names}
+            stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
+        clips = DavisClips([sequences[name] for name in names if name not in holdout])
+        self.holdout = [sequences[name] for name in data["holdout"]]
         sampler = BatchSampler(clips, stills, data.get("davis_still_fraction", 0.3), config["seed"])
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
+        self.multi_holdout = self._multi_holdout(data)
 
     def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
         """The weights of checkpoint ``path``; narrowed (``factorize.narrow``) when this run's
@@ -196,8 +208,12 @@ class Trainer:
         return list(Davis(folder, 2017, "val", data["resolution"]))
 
     def _train_sequences(self) -> List[str]:
-        listing = Path(self.config["data"]["davis_train_list"])
-        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        data = self.config["data"]
+        if data.get("pack"):
+            names = json.loads((Path(data["pack"]).expanduser() / "pack.json").read_text())["davis_sequences"]
+        else:
+            listing = Path(data["davis_train_list"])
+            names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         missing = [h for h in self.config["data"]["holdout"] if h not in names]
         if missing:
             raise ValueError(f"hold-out sequences {missing} are not training sequences")

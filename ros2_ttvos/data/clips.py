@@ -10,7 +10,7 @@ from typing import Callable, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ros2_ttvos.data.davis import Davis, read_image, read_mask
+from ros2_ttvos.data.davis import read_image, read_mask
 
 Clip = Tuple[np.ndarray, np.ndarray]  # frames (T, H, W, 3) uint8 RGB, masks (T, H, W) uint8 {0, 1}
 StillSampler = Callable[[np.random.Generator], Tuple[np.ndarray, np.ndarray]]  # -> RGB image, {0,1} mask
@@ -101,10 +101,11 @@ def synthetic_clip(sample_still: StillSampler, rng: np.random.Generator, frames:
 
 
 class DavisClips:
-    """Real clips of consecutive or stride-sampled frames from DAVIS sequences."""
+    """Real clips of consecutive or stride-sampled frames from DAVIS sequences (``DavisSequence``
+    or a pack's ``PackedSequence``: anything with ``len``, ``image(i)`` and ``mask(i)``)."""
 
-    def __init__(self, davis: Davis, sequences: Sequence[str]):
-        self.sequences = [davis.sequence(name) for name in sequences]
+    def __init__(self, sequences: Sequence):
+        self.sequences = list(sequences)
         if not self.sequences:
             raise ValueError("no DAVIS training sequences")
 

@@ -10,7 +10,6 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
-from PIL import Image
 
 
 # DAVIS palette: index k gets the k-th colour of the standard VOC-style palette.
@@ -38,6 +37,8 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
 def read_mask(path: Union[str, Path], binary: bool) -> np.ndarray:
     """(H, W) uint8 labels. ``binary``: any value > 127 is object 1 (DAVIS 2016, also LA/RGB files);
     otherwise palette indices are the object ids (DAVIS 2017)."""
+    from PIL import Image  # here, not at import: a lent GPU machine has no Pillow (it reads packs)
+
     with Image.open(path) as image:
         if binary:
             array = np.asarray(image.convert("L"))
@@ -50,6 +51,8 @@ def read_mask(path: Union[str, Path], binary: bool) -> np.ndarray:
 
 def write_mask(path: Union[str, Path], labels: np.ndarray) -> None:
     """Write labels as a palette PNG in the DAVIS convention."""
+    from PIL import Image
+
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(davis_palette().flatten().tolist())
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+import cv2
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ros2_ttvos.data.composite import CutOut, multi_object_clip
@@ -80,5 +80,5 @@ def _write_sequence(out: Path, resolution: str, name: str, frames: np.ndarray, l
     image_dir = out / "JPEGImages" / resolution / name
     image_dir.mkdir(parents=True, exist_ok=True)
     for index, (frame, frame_labels) in enumerate(zip(frames, labels, strict=True)):
-        Image.fromarray(frame).save(image_dir / f"{index:05d}.jpg", quality=95)
+        cv2.imwrite(str(image_dir / f"{index:05d}.jpg"), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         write_mask(out / "Annotations" / resolution / name / f"{index:05d}.png", frame_labels)
