@@ -27,8 +27,9 @@ import yaml
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
+from ros2_ttvos.schedule import load_config
 from ros2_ttvos.tracker import Tracker
-from ros2_ttvos.train import Trainer, load_config
+from ros2_ttvos.train import Trainer
 
 LOG = logging.getLogger("ttvos-ablate")
 

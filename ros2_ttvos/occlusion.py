@@ -28,8 +28,8 @@ from tqdm import tqdm
 from ros2_ttvos import metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence
 from ros2_ttvos.evaluate import git_commit
+from ros2_ttvos.schedule import load_config
 from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
-from ros2_ttvos.train import load_config
 
 LOG = logging.getLogger("ttvos-occlusion")
 OCCLUDER_GREY = 124

@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import signal
 import sys
 import time
@@ -28,10 +27,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from ros2_ttvos import checkpoint
+from ros2_ttvos import checkpoint, distributed
 from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.data.batches import BatchSampler, Prefetcher
 from ros2_ttvos.data.clips import DavisClips, StillImages
@@ -42,7 +40,9 @@ from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
 from ros2_ttvos.model.recurrent import ClipRunner
+from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.tracker import Tracker
+from ros2_ttvos.travel import merge_travel, travel_step, write_travel
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
@@ -52,79 +52,6 @@ LOG_FIELDS = [
 ]  # fmt: skip
 
 
-def _path(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
-
-
-def load_config(path: Path) -> Dict[str, Any]:
-    """Read the YAML config; paths are resolved against the current directory.
-
-    A config with ``base: OTHER.yaml`` is that config with its own top-level keys replacing
-    the base's (an experiment that starts from another run's data and settings).
-    """
-    with open(path) as handle:
-        config = yaml.safe_load(handle)
-    if "base" in config:
-        with open(config.pop("base")) as handle:
-            config = {**yaml.safe_load(handle), **config}
-    base = Path.cwd()
-    config["run_dir"] = str(_path(config["run_dir"], base))
-    data = config["data"]
-    for key in ("davis_root", "davis_train_list", "pack"):
-        if data.get(key):
-            data[key] = str(_path(data[key], base))
-    data["saliency"] = [[str(_path(a, base)), str(_path(b, base))] for a, b in data.get("saliency", [])]
-    if config.get("init_weights"):
-        config["init_weights"] = str(_path(config["init_weights"], base))
-    return config
-
-
-def stage_at(config: Dict[str, Any], step: int) -> Optional[Dict[str, Any]]:
-    """The stage that ``step`` (0-based) belongs to, with its first step; None after the last."""
-    start = 0
-    for stage in config["stages"]:
-        if step < start + stage["steps"]:
-            return {**stage, "start": start}
-        start += stage["steps"]
-    return None
-
-
-def learning_rate(config: Dict[str, Any], step: int) -> float:
-    """Linear warm-up at the start of each stage, then cosine decay to 10 % over the stage."""
-    stage = stage_at(config, step)
-    local = step - stage["start"]
-    warmup = min(1.0, (local + 1) / max(1, config.get("warmup_steps", 100)))
-    cosine = 0.55 + 0.45 * math.cos(math.pi * local / max(1, stage["steps"]))
-    return stage["lr"] * warmup * cosine
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AMX or AVX-512 bf16); elsewhere it is
-    emulated and about 100x slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA and on CPUs with native bf16, else fp32. bf16 is refused where it
-    would be emulated."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    native = device.type == "cuda" or cpu_has_native_bf16()
-    if precision == "auto":
-        return "bf16" if native else "fp32"
-    if precision == "bf16" and not native:
-        raise ValueError("precision bf16: this CPU has no bf16 units (amx_bf16 / avx512_bf16); use fp32 or auto")
-    return precision
-
-
 class Trainer:
     """Owns the model, optimiser, data samplers and RNG of one run."""
 
@@ -132,8 +59,12 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The run's travelling copy (travel.py): read on resume when later, written on every save.
+        self.travel_dir = Path(config["travel_dir"]) if config.get("travel_dir") else None
         torch.set_num_threads(int(config.get("threads", 2)))
-        self.device = resolve_torch_device(config.get("device", "auto"))
+        device = resolve_torch_device(config.get("device", "auto"))
+        self.ranks = distributed.setup(device)  # several under torchrun, each drawing its own clips
+        self.device = distributed.rank_device(device, self.ranks)
         torch.manual_seed(config["seed"])
         self.precision = resolve_precision(config.get("precision", "auto"), self.device)
         LOG.info(
@@ -151,6 +82,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
         self.runner = ClipRunner(self.model)
+        if self.ranks.world > 1:  # averages the gradients of the ranks' batches
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.runner = torch.nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
         self.step = 0
         self.best_jf = -1.0
         self.best_size: Optional[int] = None  # internal size best_jf was measured at
@@ -167,7 +101,14 @@ class Trainer:
             stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
         clips = DavisClips([sequences[name] for name in names if name not in holdout])
         self.holdout = [sequences[name] for name in data["holdout"]]
-        sampler = BatchSampler(clips, stills, data.get("davis_still_fraction", 0.3), config["seed"])
+        sampler = BatchSampler(
+            clips,
+            stills,
+            data.get("davis_still_fraction", 0.3),
+            config["seed"],
+            self.ranks.rank,
+            workers=data.get("workers", 1),
+        )
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
         self.multi_holdout = self._multi_holdout(data)
@@ -235,15 +176,39 @@ class Trainer:
         )
 
     def save(self) -> None:
+        """Write ``last.pt`` (and the travelling copy); every rank calls it, rank 0 writes, after
+        checking that the ranks' weights agree."""
+        distributed.check_ranks_agree(self.model, self.ranks, self.device)
+        if not self.ranks.main:
+            return
         last = self.run_dir / "last.pt"
         payload = self._payload()
         if last.is_file():
             last.replace(self.run_dir / "previous.pt")
         checkpoint.save_atomic(payload, last)
         LOG.info("checkpoint at step %d -> %s", self.step, last)
+        if self.travel_dir is not None:
+            write_travel(self.run_dir, self.travel_dir, self.travel_reference())
+            LOG.info("travelling copy -> %s", self.travel_dir)
+
+    def travel_reference(self) -> Optional[Path]:
+        """The init weights, as the repository names them (the travelling copy leaves out what
+        equals them)."""
+        init = self.config.get("init_weights")
+        if not init:
+            return None
+        path = Path(init)
+        return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+    def merge(self, src: Path) -> bool:
+        """Bring a travelling copy (the repository's, a GPU chunk's) into the run directory."""
+        return merge_travel(src, self.run_dir, LOG_FIELDS)
 
     def resume(self) -> bool:
-        """Load the newest readable checkpoint of the run; False when there is none."""
+        """Load the newest readable checkpoint of the run, after merging the travelling copy
+        (``travel_dir``) when it is later; False when there is none."""
+        if self.travel_dir is not None and travel_step(self.travel_dir) is not None:
+            self.merge(self.travel_dir)
         for name in ("last.pt", "previous.pt"):
             path = self.run_dir / name
             if not path.exists():
@@ -277,6 +242,8 @@ class Trainer:
             writer.writerows(rows)
 
     def _log(self, row: Dict[str, Any]) -> None:
+        if not self.ranks.main:
+            return
         log = self.run_dir / "log.csv"
         new = not log.is_file()
         with open(log, "a", newline="") as handle:
@@ -294,9 +261,16 @@ class Trainer:
         first = torch.stack([(labels[:, 0] == k).float() for k in range(1, targets + 1)], dim=1)
         return frames, labels, first
 
+    def stage(self, step: int) -> Optional[Dict[str, Any]]:
+        """The stage of ``step``, its batch multiplied by ``batch_scale`` (a GPU takes larger ones)."""
+        stage = stage_at(self.config, step)
+        if stage is not None:
+            stage["batch"] = stage["batch"] * int(self.config.get("batch_scale", 1))
+        return stage
+
     def train_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
         self.model.train()
-        following = stage_at(self.config, self.step + 1)
+        following = self.stage(self.step + 1)
         frames, labels, first = self._tensors(self.batches.get(stage, self.step, following))
         lr = learning_rate(self.config, self.step)
         for group in self.optimizer.param_groups:
@@ -350,14 +324,22 @@ class Trainer:
         LOG.warning("signal %d: saving a checkpoint and stopping", signum)
         self._stop_requested = True
 
-    def run(self, max_steps: Optional[int] = None) -> None:
+    def run(self, max_steps: Optional[int] = None, minutes: Optional[float] = None) -> None:
+        """Train to the end of the schedule, or ``max_steps`` more steps, or for ``minutes``
+        (then save and return: a chunk of a run)."""
+        deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
         total_steps = sum(s["steps"] for s in self.config["stages"])
         end = total_steps if max_steps is None else min(total_steps, self.step + max_steps)
         interval = 60.0 * float(self.config.get("checkpoint_minutes", 10))
         last_save = time.monotonic()
-        bar = tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        while self.step < end and not self._stop_requested:
-            stage = stage_at(self.config, self.step)
+        bar = tqdm(
+            total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True, disable=not self.ranks.main
+        )
+        while self.step < end:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if distributed.any_rank(self._stop_requested or out_of_time, self.ranks, self.device):
+                break
+            stage = self.stage(self.step)
             start, waited = time.perf_counter(), self.batches.wait_seconds
             row = self.train_step(stage)
             elapsed = time.perf_counter() - start
@@ -366,7 +348,10 @@ class Trainer:
                 frames_per_s=round(stage["batch"] * stage["frames"] / elapsed, 2),
                 data_wait_share=round((self.batches.wait_seconds - waited) / elapsed, 3),
             )  # fmt: skip
-            if self.step % stage.get("holdout_every", self.config.get("holdout_every", 250)) == 0 or self.step == end:
+            # A stage may check at its own interval; holdout_every 0 for the run: never (GPU chunks).
+            every = stage.get("holdout_every", self.config.get("holdout_every", 250))
+            checking = self.config.get("holdout_every", 250) > 0 and (self.step % every == 0 or self.step == end)
+            if checking and self.ranks.main:  # the other ranks wait at the next step's agreement
                 scores = self.holdout_check(stage)
                 row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
                 row.update(
@@ -375,7 +360,7 @@ class Trainer:
             self._log(row)
             bar.update(1)
             bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")
-            if time.monotonic() - last_save >= interval:
+            if distributed.any_rank(time.monotonic() - last_save >= interval, self.ranks, self.device):
                 self.save()
                 last_save = time.monotonic()
         bar.close()
@@ -383,6 +368,7 @@ class Trainer:
 
     def close(self) -> None:
         self.batches.close()
+        distributed.shutdown()
 
 
 def plot_run(run_dir: Path) -> Path:
@@ -435,7 +421,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("config/train.yaml"))
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (a chunk of the run)")
+    parser.add_argument("--minutes", type=float, help="stop after this many minutes (a GPU chunk)")
     parser.add_argument("--threads", type=int, help="override the config's torch CPU threads")
+    parser.add_argument("--device", help="override the config's device (auto, cpu, cuda:N)")
+    parser.add_argument("--travel-dir", type=Path, help="override the config's travel_dir (the run's travelling copy)")
+    parser.add_argument("--merge", type=Path, metavar="DIR", help="merge a travelling copy (a GPU chunk's) and exit")
     parser.add_argument("--plot", type=Path, metavar="RUN_DIR", help="write RUN_DIR/curves.png and exit")
     parser.add_argument("--export-weights", type=Path, metavar="CHECKPOINT", help="write fp16 weights")
     parser.add_argument("--out", type=Path, help="output of --export-weights")
@@ -452,9 +442,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
             return 0
         config = load_config(args.config)
+        for key in ("threads", "device", "travel_dir"):  # command-line overrides
+            if getattr(args, key):
+                config[key] = str(getattr(args, key))
         if args.threads:
             config["threads"] = args.threads
         trainer = Trainer(config)
+        if args.merge:
+            merged = trainer.merge(args.merge)
+            if merged and trainer.travel_dir is not None:
+                write_travel(trainer.run_dir, trainer.travel_dir, trainer.travel_reference())
+            print(f"{args.merge}: {'merged into' if merged else 'not later than'} {trainer.run_dir}")
+            return 0
         if args.resume and not trainer.resume():
             LOG.info("no checkpoint in %s: starting a new run", trainer.run_dir)
         elif not args.resume and (trainer.run_dir / "last.pt").exists():
@@ -462,7 +461,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(signal.SIGTERM, trainer.request_stop)
         signal.signal(signal.SIGINT, trainer.request_stop)
         try:
-            trainer.run(args.max_steps)
+            trainer.run(args.max_steps, args.minutes)
         finally:
             trainer.close()
     except (ValueError, OSError) as error:

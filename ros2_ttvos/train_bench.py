@@ -10,7 +10,7 @@ import torch
 
 from ros2_ttvos.model import TTVOS, ttvos_losses
 from ros2_ttvos.model.recurrent import ClipRunner
-from ros2_ttvos.train import cpu_has_native_bf16
+from ros2_ttvos.schedule import cpu_has_native_bf16
 
 Case = Tuple[str, bool]  # (precision, channels_last)
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.data.batches import BatchSampler
 from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.model.factorize import factorize, narrow
+from ros2_ttvos.schedule import load_config
 from ros2_ttvos.tracker import Tracker
-from ros2_ttvos.train import Trainer, load_config, plot_run
+from ros2_ttvos.train import Trainer, plot_run
 
 
 def read_log(run_dir: Path):
@@ -88,6 +90,11 @@ def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_conf
     fresh = Trainer(tiny_config).batches
     for a, b in zip(ahead.get(stage, 7, None), fresh.get(stage, 7, None), strict=True):
         np.testing.assert_array_equal(a, b)
+    threaded = Trainer({**tiny_config, "data": {**tiny_config["data"], "workers": 3}}).batches
+    for a, b in zip(threaded.get(stage, 7, None), fresh.get(stage, 7, None), strict=True):  # clips drawn in threads
+        np.testing.assert_array_equal(a, b)
+    other_rank = BatchSampler(fresh.sampler.clips, fresh.sampler.stills, 0.3, tiny_config["seed"], rank=1)
+    assert not np.array_equal(other_rank.batch(stage, 7, (64, 96))[0], fresh.get(stage, 7, None)[0])
     frames, labels = fresh.get(stage, 8, None)
     targets = int(labels[:, 0].max())
     assert targets in (2, 3)

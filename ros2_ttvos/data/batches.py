@@ -1,8 +1,9 @@
 """Training batches: what each step of a stage trains on, drawn ahead in a background thread.
 
-A batch is a pure function of (seed, rank, step): a resumed run, a prefetching thread and each
-data-parallel rank all get exactly the batches they would have got otherwise, with no sampler
-state to save.
+A batch is a pure function of (seed, rank, step), each of its clips of (seed, rank, step, clip):
+a resumed run, a prefetching thread, clips drawn by several worker threads (a GPU's large
+batches) and each data-parallel rank all get exactly the batches they would have got otherwise,
+with no sampler state to save.
 """
 
 import time
@@ -29,6 +30,7 @@ class BatchSampler:
         davis_still_fraction: float,
         seed: int,
         rank: int = 0,
+        workers: int = 1,
     ):
         self.clips = clips
         self.stills = stills
@@ -36,6 +38,7 @@ class BatchSampler:
         self.seed = seed
         self.rank = rank
         self.sample_cut = cut_out_sampler(self._sample_still)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clips") if workers > 1 else None
 
     def _sample_still(self, rng: np.random.Generator):
         if self.stills is None or rng.random() < self.davis_still_fraction:
@@ -51,19 +54,29 @@ class BatchSampler:
             return scene if scene[1][0].any() else None
         return multi_object_clip(scene, targets, rng, self.sample_cut, stage.get("distractors", 2))
 
-    def batch(self, stage: Dict[str, Any], step: int, default_size: Sequence[int]) -> Batch:
-        """The batch of ``step`` (0-based) in ``stage``; every target is visible on frame 0."""
-        rng = np.random.default_rng([self.seed, self.rank, step])
-        size = tuple(stage.get("size", default_size))
-        low, high = stage.get("objects", [1, 1])
-        targets = int(rng.integers(low, high + 1))
-        frames, labels = [], []
-        while len(frames) < stage["batch"]:
+    def _visible_clip(self, stage, size, targets: int, step: int, index: int):
+        """Clip ``index`` of the batch of ``step``: drawn again until every target is visible
+        on frame 0."""
+        for attempt in range(1000):
+            rng = np.random.default_rng([self.seed, self.rank, step, index, attempt])
             clip = self._clip(stage, size, targets, rng)
             if clip is not None and all((clip[1][0] == k).any() for k in range(1, targets + 1)):
-                frames.append(clip[0])
-                labels.append(clip[1])
-        return np.stack(frames), np.stack(labels)
+                return clip
+        raise ValueError(f"no clip with {targets} visible targets in 1000 draws (stage {stage['name']})")
+
+    def batch(self, stage: Dict[str, Any], step: int, default_size: Sequence[int]) -> Batch:
+        """The batch of ``step`` (0-based) in ``stage``; every target is visible on frame 0."""
+        size = tuple(stage.get("size", default_size))
+        low, high = stage.get("objects", [1, 1])
+        targets = int(np.random.default_rng([self.seed, self.rank, step]).integers(low, high + 1))
+        draw = lambda index: self._visible_clip(stage, size, targets, step, index)  # noqa: E731
+        indices = range(stage["batch"])
+        clips = list(self._pool.map(draw, indices) if self._pool else map(draw, indices))
+        return np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Prefetcher:
@@ -94,3 +107,4 @@ class Prefetcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.sampler.close()

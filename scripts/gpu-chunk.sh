@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One lent GPU's chunk of the run (README, Training), run on that machine from the repository
+# root with .carry/ made by scripts/gpu-chunk-prepare.sh: resumes from runs/v2, trains on CUDA
+# in bf16 for MINUTES (default 8), writes the travelling copy to $OUT/run (parts <= 16 MiB).
+# Back here: .venv/bin/ttvos-train --merge <fetched>/run   (then commit runs/v2)
+#   scripts/gpu-chunk.sh [MINUTES] [DEVICE]     (DEVICE cpu to try it here: OUT=/tmp/x ... 1 cpu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-8}
+device=${2:-cuda:0}
+out=${OUT:?set OUT to the output folder}
+python=python3
+[ -x .venv/bin/python ] && [ "$device" = cpu ] && python=.venv/bin/python
+export PYTHONPATH="$PWD:$PWD/.carry/site" OMP_WAIT_POLICY=PASSIVE
+$python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --merge runs/v2
+$python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --resume --minutes "$minutes" \
+  --travel-dir "$out/run"
+$python - "$out/run" <<'PY' | tee "$out/chunk.txt"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1] + "/log.csv")))
+fps = sorted(float(r["frames_per_s"]) for r in rows[-50:])
+print(f"steps {rows[0]['step']}-{rows[-1]['step']} in this log; median frames/s over the last 50: {fps[len(fps) // 2]:.1f}")
+PY
