@@ -37,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="the DAVIS16 train sequence names (hold-out sequences included)",
     )  # fmt: skip
     pack.add_argument("--saliency", nargs=2, action="append", default=[], metavar=("IMG_DIR", "MASK_DIR"))
-    pack.add_argument("--shard-mib", type=float, default=12.0, help="still shards of at most this size (MiB)")
+    pack.add_argument("--shard-mib", type=float, default=8.0, help="still shards of at most this size (MiB)")
     pack.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -190,7 +190,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         n_frames=n_frames,
         device=tracker.device if tracker else None,
         backend=tracker.backend.name if tracker else None,
-        precision=args.precision if tracker else None,
+        precision=getattr(tracker.backend, "precision", "fp32") if tracker else None,
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
         threads=args.threads if tracker else None,
@@ -220,7 +220,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--weights", type=Path, help="checkpoint or export folder (default: the shipped weights)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
     parser.add_argument(
-        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="bf16: openvino; fp16: torch on CUDA"
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 with openvino on CPUs with bf16 units, else fp32; bf16: openvino; fp16: torch on CUDA",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")

@@ -119,7 +119,7 @@ class Tracker:
         device: str = "auto",
         backend: str = "torch",
         threads: Optional[int] = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         **kwargs,
     ) -> "Tracker":
         """Build a tracker; ``weights`` None = the weights shipped with the package.
@@ -134,8 +134,12 @@ class Tracker:
         for fp16, openvino for bf16.
         threads: CPU threads of the backend (None: its default).
         precision: "fp32", "bf16" with the openvino backend (faster on CPUs with bf16 units), or
-        "fp16" with the torch backend on CUDA; their accuracy cost is measured, never a silent default.
+        "fp16" with the torch backend on CUDA; "auto" (default): bf16 where the backend is openvino
+        (or auto) on a CPU with bf16 units, fp32 elsewhere, logged with the accuracy cost measured
+        for the shipped weights (``weights/precision.json``).
         """
+        if precision == "auto":
+            precision = _auto_precision(backend, device, weights)
         auto = backend == "auto"
         if auto:
             backend = PRECISION_BACKENDS.get(precision) or _fastest_backend(device)
@@ -305,6 +309,29 @@ def _importable(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+PRECISION_COSTS = Path(__file__).resolve().parent / "weights" / "precision.json"
+
+
+def _auto_precision(backend: str, device: str, weights) -> str:
+    """What ``precision="auto"`` means here: bf16 with OpenVINO on a CPU that computes bf16
+    natively (about 2x fp32's speed there), fp32 elsewhere (on CUDA fp16 measured slower than
+    fp32: README, Evaluate). Logged with bf16's measured J&F cost on the shipped weights."""
+    on_gpu = device.startswith("cuda") or (device == "auto" and _importable("torch") and _cuda_available())
+    native = not on_gpu and backend in ("auto", "openvino") and _importable("openvino")
+    if not (native and backends.OpenVinoBackend.cpu_has_bf16()):
+        LOG.info("precision auto: fp32 (%s)", "CUDA" if on_gpu else f"backend {backend}, or no bf16 units on this CPU")
+        return "fp32"
+    cost = "its J&F cost is not measured for these weights"
+    if weights is None and PRECISION_COSTS.is_file():
+        import json
+
+        measured = json.loads(PRECISION_COSTS.read_text())["bf16_vs_fp32"]
+        cost = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
+        cost = f"measured on the shipped weights ({measured['date']}): {cost}"
+    LOG.info("precision auto: bf16 with OpenVINO (this CPU computes bf16 natively); %s", cost)
+    return "bf16"
 
 
 def _fastest_backend(device: str) -> str:

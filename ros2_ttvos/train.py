@@ -424,6 +424,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--minutes", type=float, help="stop after this many minutes (a GPU chunk)")
     parser.add_argument("--threads", type=int, help="override the config's torch CPU threads")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda:N)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="override the config's precision")
+    parser.add_argument("--run-dir", type=Path, help="override the config's run_dir")
     parser.add_argument("--travel-dir", type=Path, help="override the config's travel_dir (the run's travelling copy)")
     parser.add_argument("--merge", type=Path, metavar="DIR", help="merge a travelling copy (a GPU chunk's) and exit")
     parser.add_argument("--plot", type=Path, metavar="RUN_DIR", help="write RUN_DIR/curves.png and exit")
@@ -442,11 +444,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
             return 0
         config = load_config(args.config)
-        for key in ("threads", "device", "travel_dir"):  # command-line overrides
-            if getattr(args, key):
-                config[key] = str(getattr(args, key))
-        if args.threads:
-            config["threads"] = args.threads
+        for key in ("threads", "device", "travel_dir", "precision", "run_dir"):  # command-line overrides
+            value = getattr(args, key)
+            if value:
+                config[key] = str(value.expanduser().resolve()) if isinstance(value, Path) else value
         trainer = Trainer(config)
         if args.merge:
             merged = trainer.merge(args.merge)

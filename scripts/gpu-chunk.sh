@@ -12,12 +12,13 @@ out=${OUT:?set OUT to the output folder}
 python=python3
 [ -x .venv/bin/python ] && [ "$device" = cpu ] && python=.venv/bin/python
 export PYTHONPATH="$PWD:$PWD/.carry/site" OMP_WAIT_POLICY=PASSIVE
+start=$($python -c 'import json; print(json.load(open("runs/v2/run.json"))["step"])')
 $python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --merge runs/v2
 $python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --resume --minutes "$minutes" \
   --travel-dir "$out/run"
-$python - "$out/run" <<'PY' | tee "$out/chunk.txt"
+$python - "$out/run" "$start" <<'PY' | tee "$out/chunk.txt"
 import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1] + "/log.csv")))
-fps = sorted(float(r["frames_per_s"]) for r in rows[-50:])
-print(f"steps {rows[0]['step']}-{rows[-1]['step']} in this log; median frames/s over the last 50: {fps[len(fps) // 2]:.1f}")
+rows = [r for r in csv.DictReader(open(sys.argv[1] + "/log.csv")) if int(r["step"]) > int(sys.argv[2])]
+fps = sorted(float(r["frames_per_s"]) for r in rows)
+print(f"chunk: steps {rows[0]['step']}-{rows[-1]['step']}, median {fps[len(fps) // 2]:.1f} frames/s")
 PY

@@ -66,7 +66,7 @@ def test_backends_agree_on_a_50_frame_davis_clip(network, export_dir, backend):
     assert len(sequence) == 50
     trackers = [
         Tracker.from_model(network, device="cpu", internal_size=240),
-        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, precision="fp32", internal_size=240),
     ]
     for tracker in trackers:
         tracker.add_objects(sequence.image(0), sequence.mask(0))
@@ -100,7 +100,7 @@ def test_backends_agree_with_several_objects(shipped, backend):
     labels[20:80, 30:120] = 3
     trackers = [
         Tracker.from_model(network, device="cpu", internal_size=240),
-        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, precision="fp32", internal_size=240),
     ]
     for tracker in trackers:
         tracker.add_objects(sequence.image(0), labels)
@@ -121,7 +121,7 @@ def test_openvino_follows_objects_added_and_removed_mid_stream(shipped):
     box[20:80, 30:120] = 1
     trackers = [
         Tracker.from_model(network, device="cpu", internal_size=240),
-        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", internal_size=240),
+        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", precision="fp32", internal_size=240),
     ]
     boxes = 2 * box + 3 * np.roll(box, 200, axis=1)
     for index in range(7):  # no object, then 1 (swan), 3 (and two boxes), 2 (box 2 dropped)
@@ -143,8 +143,27 @@ def test_openvino_follows_objects_added_and_removed_mid_stream(shipped):
     assert sorted(trackers[1].object_ids) == [1, 3]
 
 
-def test_reduced_precision_is_never_a_default(export_dir):
-    assert Tracker.from_pretrained(export_dir, device="cpu", backend="openvino").backend.precision == "fp32"
+def capture_auto(make, caplog) -> str:
+    caplog.clear()
+    make()
+    return caplog.text
+
+
+def test_precision_auto_is_bf16_only_with_openvino_on_a_cpu_with_bf16_units(export_dir, caplog):
+    from ros2_ttvos.backends import OpenVinoBackend
+
+    caplog.set_level("INFO")
+    native = OpenVinoBackend.cpu_has_bf16()
+    by_default = Tracker.from_pretrained(export_dir, device="cpu", backend="openvino")
+    assert by_default.backend.precision == ("bf16" if native else "fp32")
+    assert f"precision auto: {'bf16' if native else 'fp32'}" in caplog.text
+    assert (
+        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", precision="fp32").backend.precision
+        == "fp32"
+    )
+    assert (
+        Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime").backend.name == "onnxruntime"
+    )  # fp32
     with pytest.raises(ValueError, match="needs the openvino backend"):
         Tracker.from_pretrained(export_dir, device="cpu", backend="onnxruntime", precision="bf16")
 

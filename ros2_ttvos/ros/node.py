@@ -58,7 +58,10 @@ PARAMETERS = {
     "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
     "weights": ("", _descriptor("checkpoint (torch) or ttvos-export folder (onnxruntime); empty = shipped")),
     "backend": ("auto", _descriptor("auto (fastest installed for the device), torch, onnxruntime or openvino")),
-    "precision": ("fp32", _descriptor("fp32, bf16 with the openvino backend or fp16 with torch on CUDA")),
+    "precision": (
+        "auto",
+        _descriptor("auto (bf16 with openvino on CPUs with bf16 units, else fp32), fp32, bf16 or fp16 (torch, CUDA)"),
+    ),
     "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
     "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
     "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
@@ -86,7 +89,7 @@ CHOICES = {
     "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
     "backend": ("torch", "onnxruntime", "openvino", "auto"),
-    "precision": ("fp32", "bf16", "fp16"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
 }
 
 
