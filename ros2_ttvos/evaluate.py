@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence, read_mask, write_mask
+from ros2_ttvos.prompts import BOX_METHODS, DEFAULT_BOX_METHOD, jittered, mask_box
 from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 
 LOG = logging.getLogger("ttvos-eval")
@@ -43,16 +44,34 @@ class SequenceRun:
     object_ids: List[int]
     step_seconds: List[float] = field(default_factory=list)  # one per Tracker.step call
     io_seconds: float = 0.0  # reading frames and masks from disk
+    given_j: Dict[int, float] = field(default_factory=dict)  # J of what each object was started from
 
 
-def track_sequence(tracker: Tracker, sequence: DavisSequence, progress=None) -> SequenceRun:
+@dataclass(frozen=True)
+class BoxInit:
+    """Start each object from the bounding box of its first mask (``--init box``), moved and
+    resized by up to ``jitter`` of its size per side (seeded per sequence), turned into a mask
+    by ``method``."""
+
+    method: Optional[str] = None  # None: prompts.DEFAULT_BOX_METHOD
+    jitter: float = 0.0
+    seed: int = 0
+
+
+def track_sequence(
+    tracker: Tracker, sequence: DavisSequence, progress=None, box_init: Optional[BoxInit] = None
+) -> SequenceRun:
     """Track every object of ``sequence`` from its first annotated frame.
 
-    The first-frame objects are added with ``add_objects``; objects that first appear later are
-    added on the frame they appear in (their given mask is then that frame's output for them).
+    The first-frame objects are added with ``add_objects`` (or from their boxes, ``box_init``);
+    objects that first appear later are added on the frame they appear in (what they were given
+    is then that frame's output for them). ``SequenceRun.given_j`` has the J of what each object
+    was given against its annotation (1.0 for masks).
     """
     tracker.reset()
     labels, truth, step_seconds = [], [], []
+    given_j: Dict[int, float] = {}
+    rng = np.random.default_rng([box_init.seed, sum(map(ord, sequence.name))]) if box_init else None
     seen: set = set()
     io_seconds = 0.0
     for index in range(len(sequence)):
@@ -70,14 +89,19 @@ def track_sequence(tracker: Tracker, sequence: DavisSequence, progress=None) -> 
         new_ids = [int(v) for v in np.unique(mask) if v != 0 and int(v) not in seen]
         if new_ids:
             given = np.where(np.isin(mask, new_ids), mask, 0).astype(np.uint8)
+            if box_init is not None:  # from each object's (jittered) bounding box
+                boxes = {k: jittered(mask_box(mask == k), rng, box_init.jitter, mask.shape) for k in new_ids}
+                given = tracker.box_mask(image, boxes, box_init.method)
             tracker.add_objects(image, given)
+            for k in new_ids:
+                given_j[k] = float(metrics.region_similarity((given == k)[None], (mask == k)[None])[0])
             output = np.where(given > 0, given, output)
             seen.update(new_ids)
         labels.append(output)
         truth.append(mask)
         if progress is not None:
             progress.update(1)
-    return SequenceRun(np.stack(labels), np.stack(truth), sorted(seen), step_seconds, io_seconds)
+    return SequenceRun(np.stack(labels), np.stack(truth), sorted(seen), step_seconds, io_seconds, given_j)
 
 
 def summarise(
@@ -149,6 +173,10 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
             hold_when_lost=args.hold_when_lost,
         )
     all_scores, all_switches, rows = [], [], []
+    given_j: List[float] = []
+    box_init = None
+    if args.init == "box":
+        box_init = BoxInit(args.box_method, args.box_jitter, args.box_seed)
     step_seconds: List[float] = []
     io_seconds = 0.0
     n_frames = sum(len(s) for s in sequences)
@@ -163,7 +191,8 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
                 run = SequenceRun(labels, truth, [int(v) for v in np.unique(truth) if v != 0])
                 progress.update(len(sequence))
             else:
-                run = track_sequence(tracker, sequence, progress)
+                run = track_sequence(tracker, sequence, progress, box_init)
+                given_j += list(run.given_j.values())
                 for name, labels in zip(sequence.frame_names, run.labels, strict=True):
                     write_mask(out / sequence.name / f"{name}.png", labels)
                 if args.overlay:
@@ -193,6 +222,10 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         precision=getattr(tracker.backend, "precision", "fp32") if tracker else None,
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
+        init=args.init if tracker else None,
+        box_method=(args.box_method or DEFAULT_BOX_METHOD) if box_init else None,
+        box_jitter=args.box_jitter if box_init else None,
+        given_J_mean=float(np.mean(given_j)) if given_j else None,  # J of the masks tracking started from
         threads=args.threads if tracker else None,
         weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
         predictions=str(args.score) if tracker is None else str(out),
@@ -231,6 +264,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--hold-when-lost", default="template", choices=HOLD_POLICIES, help="see Tracker")
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
+    parser.add_argument(
+        "--init", default="mask", choices=("mask", "box"), help="start objects from their masks or their bounding boxes"
+    )
+    parser.add_argument("--box-method", choices=BOX_METHODS, help="box to mask (default: prompts.DEFAULT_BOX_METHOD)")
+    parser.add_argument("--box-jitter", type=float, default=0.0, help="move and resize boxes by up to this share")
+    parser.add_argument("--box-seed", type=int, default=0, help="seed of the box jitter")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -242,6 +281,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(
         f"J&F {100 * summary['JF_mean']:.2f}  J {100 * summary['J_mean']:.2f}  F {100 * summary['F_mean']:.2f}"
         + f"  identity switches {summary['id_switches']} ({100 * summary['id_switch_rate']:.1f} % of visible frames)"
+        + (f"  started from masks of J {100 * summary['given_J_mean']:.2f}" if args.init == "box" else "")
         + (f"  {summary['fps']:.1f} FPS on {summary['device']}" if summary["fps"] else "")
         + f"  ({summary['n_sequences']} sequences, {summary['n_frames']} frames) -> {args.out / 'summary.json'}"
     )

@@ -15,7 +15,7 @@ The network runs in a backend (``ros2_ttvos.backends``): PyTorch or ONNX Runtime
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -230,6 +230,33 @@ class Tracker:
             self._state = ObjectState(*(np.concatenate([a, b]) for a, b in zip(self._state, new_state, strict=True)))
         self.backend.prepare(frame, tuple(self._state))
         return ids
+
+    def add_objects_from_boxes(
+        self, image: np.ndarray, boxes: Mapping[int, Sequence[float]], method: Optional[str] = None
+    ) -> List[int]:
+        """Start tracking the objects in ``boxes`` ({object_id: (x0, y0, x1, y1)} in pixels of
+        ``image``, x1 and y1 exclusive), as ``add_objects`` does with the mask ``box_mask`` makes.
+        A bad box raises ValueError and changes nothing. Returns the ids added."""
+        return self.add_objects(image, self.box_mask(image, boxes, method))
+
+    def box_mask(
+        self, image: np.ndarray, boxes: Mapping[int, Sequence[float]], method: Optional[str] = None
+    ) -> np.ndarray:
+        """The label image that ``boxes`` make on ``image`` by ``method`` (``prompts.BOX_METHODS``;
+        None: ``prompts.DEFAULT_BOX_METHOD``). ValueError for a bad box (empty, outside the image,
+        an id out of range), for a frame of another size than the tracked stream's, and for a box
+        whose object other boxes' objects cover entirely."""
+        from ros2_ttvos import prompts
+
+        self._check_image(image)
+        checked = prompts.check_boxes(boxes, image.shape[:2], MAX_OBJECT_ID)
+        if self._ids and (*image.shape[:2], *internal_shape(*image.shape[:2], self.internal_size)) != self._geometry:
+            raise ValueError(f"image size {image.shape[:2]} differs from the tracked stream's {self._geometry[:2]}")
+        labels = prompts.box_labels(image, checked, method or prompts.DEFAULT_BOX_METHOD, self)
+        hidden = [object_id for object_id in checked if not (labels == object_id).any()]
+        if hidden:
+            raise ValueError(f"boxes of objects {hidden} are covered by other boxes' objects")
+        return labels
 
     def remove_objects(self, object_ids: Iterable[int]) -> None:
         """Stop tracking ``object_ids``; unknown ids raise ValueError and nothing is removed."""

@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.prompts import mask_box
 from ros2_ttvos.ros import conversions, harness
 from ros2_ttvos.tracker import Tracker
 from ttvos_interfaces.srv import RemoveObjects
@@ -310,3 +311,37 @@ def test_compressed_transport(tmp_path, weights, ros_client, clip):
     finally:
         ros_client.node.destroy_publisher(publisher)
         assert process.stop() == 0
+
+
+def test_boxes_start_tracking_over_dds_and_bad_boxes_are_refused(node, ros_client, clip):
+    """A detector's box (no mask) starts an object; a mask and a box start two; bad boxes get
+    clear answers and change nothing."""
+    frames, masks = clip
+    car = mask_box(masks[0] > 0)
+    request = ros_client.targets_request(None, SECOND, replace=True, image=frames[0], boxes={4: car})
+    response = ros_client.call(ros_client.set_targets, request)
+    assert response.success, response.message
+    assert list(response.object_ids) == [4]
+    left = np.zeros_like(masks[0])
+    left[:40, :40] = 1
+    both = ros_client.targets_request(left, SECOND, replace=True, image=frames[0], boxes={2: car})
+    response = ros_client.call(ros_client.set_targets, both)
+    assert response.success and sorted(response.object_ids) == [1, 2], response.message
+    for boxes, message in [
+        ({3: (50, 50, 50, 90)}, "empty"),
+        ({3: (5000, 10, 5100, 40)}, "outside"),
+        ({1: car}, "also ids of the mask"),
+    ]:
+        bad = ros_client.targets_request(left, SECOND, image=frames[0], boxes=boxes)
+        response = ros_client.call(ros_client.set_targets, bad)
+        assert not response.success and message in response.message, response.message
+    mismatched = ros_client.targets_request(None, SECOND, image=frames[0], boxes={3: car})
+    mismatched.box_ids.append(5)
+    response = ros_client.call(ros_client.set_targets, mismatched)
+    assert not response.success and "one id per box" in response.message
+    nothing = ros_client.targets_request(None, SECOND, image=frames[0])
+    response = ros_client.call(ros_client.set_targets, nothing)
+    assert not response.success and "neither a mask nor boxes" in response.message
+    # Nothing changed: objects 1 and 2 are tracked, 3 and 5 never were.
+    assert not ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[3])).success
+    assert ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[1, 2])).success

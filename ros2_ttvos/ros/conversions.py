@@ -62,6 +62,19 @@ def image_to_labels(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(_pixels(msg, 1)[:, :, 0])
 
 
+def roi_to_box(roi) -> tuple:
+    """(x0, y0, x1, y1), ends exclusive, of a sensor_msgs/RegionOfInterest."""
+    return (roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height)
+
+
+def box_to_roi(box):
+    """A sensor_msgs/RegionOfInterest of (x0, y0, x1, y1), ends exclusive."""
+    from sensor_msgs.msg import RegionOfInterest
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0)
+
+
 def labels_to_image(labels: np.ndarray, header) -> Image:
     """mono8 Image of a (H, W) uint8 label image with the given header."""
     return _array_to_image(labels, "mono8", header)

@@ -181,11 +181,18 @@ class Client:
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, SECOND)
         return header
 
-    def targets_request(self, labels: np.ndarray, stamp_ns: int, replace: bool = False, image=None):
+    def targets_request(
+        self, labels: Optional[np.ndarray], stamp_ns: int, replace: bool = False, image=None, boxes=None
+    ):
+        """A set_targets request: a label mask (or None), the frame, boxes {id: (x0, y0, x1, y1)}."""
         request = SetTargets.Request(replace=replace)
-        request.mask = conversions.labels_to_image(labels, self.header(stamp_ns))
+        if labels is not None:
+            request.mask = conversions.labels_to_image(labels, self.header(stamp_ns))
         if image is not None:
             request.image = conversions.rgb_to_image(image, self.header(stamp_ns))
+        for object_id, box in (boxes or {}).items():
+            request.boxes.append(conversions.box_to_roi(box))
+            request.box_ids.append(object_id)
         return request
 
     def wait_for_masks(self, count: int, timeout: float = 120.0) -> None:

@@ -31,6 +31,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_srvs.srv import Trigger
 
 from ros2_ttvos.checkpoint import CheckpointError
+from ros2_ttvos.prompts import BOX_METHODS, DEFAULT_BOX_METHOD
 from ros2_ttvos.ros import conversions
 from ros2_ttvos.ros.frame_queue import FrameQueue
 from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
@@ -77,6 +78,10 @@ PARAMETERS = {
         "template",
         _descriptor("what a lost object keeps: template (long-term), state (all of it) or none", runtime=True),
     ),  # fmt: skip
+    "box_method": (
+        DEFAULT_BOX_METHOD,
+        _descriptor("how set_targets makes a box a mask: network (the tracker's own), grabcut or box", runtime=True),
+    ),
     "publish_overlay": (True, _descriptor("compute debug/overlay while it has subscribers", runtime=True)),
     "process_every_frame": (False, _descriptor("true: every frame in order (replay); false: latest frame only")),
     "queue_size": (30, _descriptor("frames queued in process_every_frame mode", integer=(1, 1000))),
@@ -84,12 +89,13 @@ PARAMETERS = {
     "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
     "autostart": (True, _descriptor("configure and activate on start-up")),
 }
-RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "publish_overlay"}
+RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "box_method", "publish_overlay"}
 CHOICES = {
     "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
     "backend": ("torch", "onnxruntime", "openvino", "auto"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    "box_method": BOX_METHODS,
 }
 
 
@@ -106,6 +112,7 @@ class NodeConfig:
     max_objects: int
     confidence_threshold: float
     hold_when_lost: str
+    box_method: str
     publish_overlay: bool
     process_every_frame: bool
     queue_size: int
@@ -386,12 +393,35 @@ class TTVOSNode(LifecycleNode):
         if request.image.data:
             return conversions.image_to_rgb(request.image), "request image"
         stamp = request.mask.header.stamp
-        for frame in reversed(self._recent):
+        for frame in reversed(self._recent if request.mask.data else []):
             if frame.header.stamp == stamp:
                 return frame.rgb, "buffered frame with the mask's stamp"
         if self._recent:
             return self._recent[-1].rgb, "latest frame"
         return None, ""
+
+    @staticmethod
+    def _request_targets(request, image: Optional[np.ndarray]) -> Tuple[np.ndarray, Dict[int, tuple]]:
+        """The request's label mask (zeros when it has none) and boxes {id: (x0, y0, x1, y1)};
+        ValueError or ConversionError saying what is wrong."""
+        if image is None:
+            raise ValueError("no frame received yet: send the image with the request or wait for the camera")
+        if len(request.boxes) != len(request.box_ids):
+            raise ValueError(f"{len(request.boxes)} boxes but {len(request.box_ids)} box_ids: one id per box")
+        box_ids = [int(i) for i in request.box_ids]
+        if len(set(box_ids)) != len(box_ids):
+            raise ValueError(f"box_ids repeat an id: {box_ids}")
+        if not request.mask.data and not box_ids:
+            raise ValueError("the request has neither a mask nor boxes")
+        labels = np.zeros(image.shape[:2], np.uint8)
+        if request.mask.data:
+            labels = conversions.image_to_labels(request.mask)
+            if not labels.any():
+                raise ValueError("mask has no object pixels (all background)")
+        clash = sorted(set(box_ids) & {int(v) for v in np.unique(labels)})
+        if clash:
+            raise ValueError(f"box_ids {clash} are also ids of the mask")
+        return labels, {i: conversions.roi_to_box(roi) for i, roi in zip(box_ids, request.boxes, strict=True)}
 
     def _on_set_targets(self, request, response):
         response.success = False
@@ -399,15 +429,12 @@ class TTVOSNode(LifecycleNode):
             response.message = f"node is {self._state_label}, not active"
             return response
         try:
-            labels = conversions.image_to_labels(request.mask)
             image, source = self._frame_for(request)
-        except conversions.ConversionError as error:
+            labels, boxes = self._request_targets(request, image)
+        except (conversions.ConversionError, ValueError) as error:
             response.message = str(error)
             return response
-        if image is None:
-            response.message = "no frame received yet: send the image with the request or wait for the camera"
-            return response
-        ids = [int(v) for v in np.unique(labels) if v != 0]
+        ids = [int(v) for v in np.unique(labels) if v != 0] + sorted(boxes)
         too_high = [i for i in ids if i > self.config.max_objects]
         if too_high:
             response.message = f"object ids {too_high} exceed max_objects={self.config.max_objects}"
@@ -418,6 +445,9 @@ class TTVOSNode(LifecycleNode):
                 response.message = f"{len(kept) + len(ids)} objects would exceed max_objects={self.config.max_objects}"
                 return response
             try:
+                if boxes:  # each box made into a mask on the frame; the mask's own pixels stay theirs
+                    made = self.tracker.box_mask(image, boxes, self.config.box_method)
+                    labels = np.where(labels > 0, labels, made).astype(np.uint8)
                 if request.replace:
                     self.tracker.reset()
                 added = self.tracker.add_objects(image, labels)
