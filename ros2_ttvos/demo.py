@@ -19,6 +19,7 @@ import numpy as np
 
 from ros2_ttvos import metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence
+from ros2_ttvos.prompts import mask_box
 from ros2_ttvos.visualize import VideoWriter, overlay
 
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
@@ -34,8 +35,13 @@ def run_offline(args, clip: DavisSequence) -> Dict:
     from ros2_ttvos.tracker import Tracker
 
     tracker = Tracker.from_pretrained(args.weights, args.device, args.backend, internal_size=args.internal_size)
-    tracker.add_objects(clip.image(0), clip.mask(0))
-    labels, confidences, times = [clip.mask(0)], [{1: 1.0}], []
+    if args.box:  # start from the first frame's box, as a detector would give it
+        first = tracker.box_mask(clip.image(0), {1: mask_box(clip.mask(0) > 0)})
+        tracker.add_objects(clip.image(0), first)
+    else:
+        first = clip.mask(0)
+        tracker.add_objects(clip.image(0), first)
+    labels, confidences, times = [first], [{1: 1.0}], []
     for index in range(1, len(clip)):
         start = time.perf_counter()
         result = tracker.step(clip.image(index))
@@ -68,7 +74,11 @@ def run_node(args, clip: DavisSequence) -> Dict:
         stamps = [harness.SECOND + round(i * harness.SECOND / args.rate) for i in range(len(clip))]
         client.publish(clip.image(0), stamps[0])
         client.wait_for_masks(1)
-        response = client.call(client.set_targets, client.targets_request(clip.mask(0), stamps[0]))
+        if args.box:  # the first frame's box, as a detector would give it
+            request = client.targets_request(None, stamps[0], boxes={1: mask_box(clip.mask(0) > 0)})
+        else:
+            request = client.targets_request(clip.mask(0), stamps[0])
+        response = client.call(client.set_targets, request)
         if not response.success:
             raise RuntimeError(f"set_targets failed: {response.message}")
         print(f"set_targets: {response.message}")
@@ -117,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (px)")
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz) at which frames are published")
     parser.add_argument("--offline", action="store_true", help="use the Tracker library directly, without ROS")
+    parser.add_argument("--box", action="store_true", help="start from the first frame's bounding box, not its mask")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -4,7 +4,7 @@
                          [--format mcap|sqlite3] [--compressed] [--separate] --out BAG
     ttvos-bag eval --bag BAG [--image-topic image] [--gt-topic ground_truth/masks]
                    [--every-frame | --realtime] [--rate-scale 1.0] [--node NAME]
-                   [--targets-file MASK.png --targets-frame N] --out DIR
+                   [--targets-file MASK.png | --targets-box X0,Y0,X1,Y1 ...] [--targets-frame N] --out DIR
 
 ``eval`` starts ``ttvos_node`` (or uses a running one with ``--node``), plays the bag through
 rclpy with its timing and ``/clock``, calls ``set_targets`` with each object's first
@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -248,6 +248,13 @@ def play(
             if every_frame:
                 client.wait_for_masks(published, timeout=answer_timeout)
             labels = targets.get(stamp)
+            if isinstance(labels, dict):  # boxes {id: (x0, y0, x1, y1)}: the node makes their masks
+                request = client.targets_request(None, stamp, replace=not seen, image=to_rgb(message), boxes=labels)
+                response = client.call(client.set_targets, request, timeout=answer_timeout)
+                if not response.success:
+                    raise BagError(f"set_targets with boxes on frame {index} failed: {response.message}")
+                seen.update(labels)
+                continue
             new_ids = [] if labels is None else [int(v) for v in np.unique(labels) if v and int(v) not in seen]
             if new_ids:
                 mask = np.where(np.isin(labels, new_ids), labels, 0).astype(np.uint8)
@@ -376,6 +383,14 @@ def output_rate(playback: Playback) -> float:
     return len(playback.outputs) / span if span > 0 else float("nan")
 
 
+def _box_argument(text: str) -> Tuple[int, int, int, int]:
+    try:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a box is X0,Y0,X1,Y1 in pixels, got {text!r}") from error
+    return x0, y0, x1, y1
+
+
 def evaluate_bag(args) -> Dict:
     import rclpy
 
@@ -385,12 +400,16 @@ def evaluate_bag(args) -> Dict:
     frames = read_bag(args.bag, args.image_topic, args.gt_topic)
     parts = segments(frames, args.segment_gap)
     targets = dict(frames.truth)
-    if args.targets_file:
+    if args.targets_file or args.targets_box:
         if not 0 <= args.targets_frame < len(frames.images):
             raise BagError(f"--targets-frame {args.targets_frame} outside the bag's {len(frames.images)} frames")
-        targets = {frames.images[args.targets_frame][1]: read_mask(args.targets_file, binary=False)}
+        stamp = frames.images[args.targets_frame][1]
+        if args.targets_box:  # objects 1, 2, ... in the order given
+            targets = {stamp: {index + 1: box for index, box in enumerate(args.targets_box)}}
+        else:
+            targets = {stamp: read_mask(args.targets_file, binary=False)}
     if not targets:
-        print(f"no ground truth on {args.gt_topic} and no --targets-file: nothing is tracked, timing only")
+        print(f"no ground truth on {args.gt_topic} and no --targets-file or --targets-box: timing only")
     args.out.mkdir(parents=True, exist_ok=True)
     env = harness.ros_environment()
     harness.use_environment(env)
@@ -459,7 +478,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ev.add_argument("--rate-scale", type=float, default=1.0, help="playback speed in --realtime")
     ev.add_argument("--node", help="use this running node instead of starting one")
     ev.add_argument("--targets-file", type=Path, help="label PNG to track from (bags without ground truth)")
-    ev.add_argument("--targets-frame", type=int, default=0, help="frame index the --targets-file belongs to")
+    ev.add_argument(
+        "--targets-box", type=_box_argument, action="append", metavar="X0,Y0,X1,Y1",
+        help="a box to track from (objects 1, 2, ... in order; repeatable), instead of a mask",
+    )  # fmt: skip
+    ev.add_argument("--targets-frame", type=int, default=0, help="frame index the targets belong to")
     ev.add_argument("--segment-gap", type=float, default=0.5, help="a stamp gap (s) that starts a new segment")
     ev.add_argument("--weights", type=Path)
     ev.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"))
