@@ -244,14 +244,12 @@ class Tracker:
     ) -> np.ndarray:
         """The label image that ``boxes`` make on ``image`` by ``method`` (``prompts.BOX_METHODS``;
         None: ``prompts.DEFAULT_BOX_METHOD``). ValueError for a bad box (empty, outside the image,
-        an id out of range), for a frame of another size than the tracked stream's, and for a box
-        whose object other boxes' objects cover entirely."""
+        an id out of range) and for a box whose object other boxes' objects cover entirely. The
+        tracked objects are untouched (any frame size will do)."""
         from ros2_ttvos import prompts
 
         self._check_image(image)
         checked = prompts.check_boxes(boxes, image.shape[:2], MAX_OBJECT_ID)
-        if self._ids and (*image.shape[:2], *internal_shape(*image.shape[:2], self.internal_size)) != self._geometry:
-            raise ValueError(f"image size {image.shape[:2]} differs from the tracked stream's {self._geometry[:2]}")
         labels = prompts.box_labels(image, checked, method or prompts.DEFAULT_BOX_METHOD, self)
         hidden = [object_id for object_id in checked if not (labels == object_id).any()]
         if hidden:
