@@ -2,7 +2,8 @@
 
     ttvos-bench [--weights W] [--device auto] [--frames 50] [--memory-frames 1000] [--out bench/results.json]
     ttvos-bench --model-info          # parameter count and GFLOPs per frame only
-    ttvos-bench --ros                 # end-to-end through DDS: the node on a 480p stream at 15 and 30 Hz
+    ttvos-bench --ros                 # the node over DDS at 15 and 30 Hz, 1/2/4 objects, against the tracker alone
+    ttvos-bench --ros --soak 10000    # a long stream through the node, live and every-frame: RSS, answers
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
     ttvos-bench --width-sweep         # 4-vs-1-object cost of narrower per-object layers (OpenVINO)
 
@@ -37,6 +38,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ros2_ttvos.backends import OpenVinoBackend
+from ros2_ttvos.bench_inputs import clip_frames, object_masks
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
@@ -70,23 +72,6 @@ WIDTH_VARIANTS = {
         "head_ranks": RANKS_8,
     },
 }
-
-
-def object_masks(shape, count: int) -> np.ndarray:
-    """``count`` non-overlapping box objects spread over a frame of ``shape``."""
-    h, w = shape
-    labels = np.zeros(shape, np.uint8)
-    for k in range(count):
-        x0 = int(w * (0.05 + 0.9 * k / count))
-        labels[h // 4 : 3 * h // 4, x0 : x0 + int(0.8 * w / count)] = k + 1
-    return labels
-
-
-def clip_frames(shape) -> List[np.ndarray]:
-    import cv2
-
-    sequence = sample_clip()
-    return [cv2.resize(sequence.image(i), shape[::-1], interpolation=cv2.INTER_AREA) for i in range(len(sequence))]
 
 
 def peak_rss_mb() -> float:
@@ -220,70 +205,6 @@ def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
     }
 
 
-def ros_latency(
-    rates: List[float], seconds: float, internal_size: int, weights: Optional[Path], backend: str
-) -> List[Dict]:
-    """Publish a 480x854 stream to a live-mode node at each rate; latency, output and drop rates."""
-    import rclpy
-
-    from ros2_ttvos.ros import harness
-
-    env = harness.ros_environment()
-    harness.use_environment(env)
-    parameters = {"internal_size": internal_size, "process_every_frame": False, "backend": backend}
-    if weights:
-        parameters["weights"] = str(weights)
-    node = harness.NodeProcess(env, parameters, Path("bench") / "node.log")
-    rclpy.init()
-    client = harness.Client()
-    images = clip_frames(SIZES[0])
-    rows = []
-    try:
-        client.wait_for_node(node)
-        stamp = harness.SECOND
-        deadline = time.monotonic() + 60
-        while not client.masks:  # best-effort input: the first frames may go before the path is up
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no mask from the node within 60 s; see {node.log_path}")
-            client.publish(images[0], stamp)
-            time.sleep(0.5)
-        response = client.call(client.set_targets, client.targets_request(object_masks(SIZES[0], 1), stamp))
-        if not response.success:
-            raise RuntimeError(f"set_targets failed: {response.message}")
-        for rate in rates:
-            time.sleep(1.0)
-            client.masks.clear()
-            client.received_at.clear()
-            sent: Dict[int, float] = {}
-            start = time.monotonic()
-            index = 0
-            while time.monotonic() - start < seconds:
-                stamp += 1_000_000
-                client.publish(images[1 + index % (len(images) - 1)], stamp)
-                sent[stamp] = time.monotonic()
-                index += 1
-                time.sleep(max(0.0, start + index / rate - time.monotonic()))
-            time.sleep(2.0)  # let the last frame through
-            received = {harness.stamp_ns(m.header): t
-                        for m, t in zip(client.masks, client.received_at, strict=True)}  # fmt: skip
-            latency = [1000 * (t - sent[s]) for s, t in received.items() if s in sent]
-            rows.append(
-                {
-                    "input": list(SIZES[0]), "internal_size": internal_size, "backend": backend, "rate_hz": rate,
-                    "published": len(sent), "received": len(latency),
-                    "output_hz": len(latency) / seconds, "drop_rate": 1 - len(latency) / len(sent),
-                    "latency_ms_p50": float(np.percentile(latency, 50)),
-                    "latency_ms_p95": float(np.percentile(latency, 95)),
-                    "latency_ms_p99": float(np.percentile(latency, 99)),
-                }
-            )  # fmt: skip
-    finally:
-        client.close()
-        rclpy.try_shutdown()
-        node.stop()
-    return rows
-
-
 def metric_seconds(davis_root: Path) -> Dict[str, float]:
     """Seconds to compute J and F for every frame of DAVIS16 val (prediction: the previous frame's mask)."""
     import cv2
@@ -371,6 +292,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--ros", action="store_true", help="end-to-end latency through DDS (the node)")
     parser.add_argument("--ros-seconds", type=float, default=20.0, help="stream length per rate in --ros")
+    parser.add_argument(
+        "--soak", type=int, metavar="N", help="with --ros: N frames through the node, live and every-frame"
+    )
     parser.add_argument("--internal-size", type=int, default=480, help="node processing size in --ros")
     parser.add_argument("--ros-backend", default="auto", help="node backend in --ros")
     parser.add_argument("--metrics", type=Path, metavar="DAVIS_ROOT", help="time the J&F scoring of DAVIS16 val")
@@ -394,14 +318,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         update_results(args.out, {"metrics_scoring": timing})
         return 0
     if args.ros:
-        rows = ros_latency([15.0, 30.0], args.ros_seconds, args.internal_size, args.weights, args.ros_backend)
-        print(f"\n{'rate':>6} {'in':>5} {'out':>5} {'out Hz':>7} {'drop':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-        for r in rows:
-            print(
-                f"{r['rate_hz']:>6.0f} {r['published']:>5} {r['received']:>5} {r['output_hz']:>7.2f} "
-                f"{100 * r['drop_rate']:>5.1f}% {r['latency_ms_p50']:>8.1f} {r['latency_ms_p95']:>8.1f} "
-                f"{r['latency_ms_p99']:>8.1f}"
-            )
+        from ros2_ttvos.ros import node_bench
+
+        if args.soak:
+            runs = [node_bench.soak(node_bench.settings_from(args), args.soak, 30.0, every) for every in (False, True)]
+            for run in runs:
+                print(
+                    f"soak {run['mode']}: {run['answered']} of {run['frames']} frames answered in {run['seconds']} s, "
+                    f"node alive {run['node_alive_at_end']}, RSS {[s['rss_mb'] for s in run['rss_samples']]} MB "
+                    f"(spread after the first 1,000 frames {run['rss_spread_mb']} MB)"
+                )
+            update_results(args.out, {"soak": {"git_commit": git_commit(), "runs": runs}})
+            return 0
+        rows = node_bench.main_streams(args)
         update_results(args.out, {"ros": {"git_commit": git_commit(), "streams": rows}})
         return 0
     tracker = Tracker.from_pretrained(args.weights, device=args.device)

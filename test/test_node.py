@@ -107,6 +107,14 @@ def test_every_frame_equals_the_offline_tracker(node, ros_client, clip, network)
     assert [o.id for o in objects.objects] == [1]
     assert objects.objects[0].confidence == pytest.approx(expected[-1].confidences[1], abs=1e-5)
     assert objects.objects[0].area == int((expected[-1].labels == 1).sum())
+    ys, xs = np.nonzero(expected[-1].labels == 1)
+    box = objects.objects[0].bbox
+    assert (box.x_offset, box.y_offset, box.width, box.height) == (
+        xs.min(),
+        ys.min(),
+        xs.max() - xs.min() + 1,
+        ys.max() - ys.min() + 1,
+    )
 
 
 def test_onnxruntime_backend_node_every_frame(tmp_path, export_dir, ros_client, clip, network):
