@@ -23,8 +23,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -173,9 +172,7 @@ class TTVOSNode(LifecycleNode):
         self._bad_frames = 0
         self._last_error = ""
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self.create_timer(
-            1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
 
     # --- parameters ---------------------------------------------------------------------------
     def _read_config(self) -> NodeConfig:
@@ -236,11 +233,10 @@ class TTVOSNode(LifecycleNode):
             self._outputs[name] = self.create_lifecycle_publisher(
                 msg_type, name, reliable, qos_overriding_options=overrides
             )
-        services = ReentrantCallbackGroup()
         self._service_handles = [
-            self.create_service(SetTargets, "~/set_targets", self._on_set_targets, callback_group=services),
-            self.create_service(RemoveObjects, "~/remove_objects", self._on_remove_objects, callback_group=services),
-            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services),
+            self.create_service(SetTargets, "~/set_targets", self._on_set_targets),
+            self.create_service(RemoveObjects, "~/remove_objects", self._on_remove_objects),
+            self.create_service(Trigger, "~/reset", self._on_reset),
         ]
         self._state_label = "inactive"
         self.get_logger().info(
@@ -264,7 +260,6 @@ class TTVOSNode(LifecycleNode):
             self._on_image,
             qos,
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-            callback_group=MutuallyExclusiveCallbackGroup(),
         )
         self._worker = threading.Thread(target=self._work, name="ttvos-worker", daemon=True)
         self._worker.start()
@@ -515,7 +510,10 @@ class TTVOSNode(LifecycleNode):
 def main(args=None) -> None:
     rclpy.init(args=args)
     node = TTVOSNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    # One executor thread for every callback (image intake, services, timers) and the worker
+    # thread for inference. A MultiThreadedExecutor's Python spin loop took as much CPU as the
+    # inference on 2 cores, and dropped most frames of a 30 Hz stream (docs/node-profile.md).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if node.get_parameter("autostart").value:
