@@ -203,7 +203,7 @@ class OpenVinoBackend:
 
     name = "openvino"
 
-    PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+    PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: its step graph, the rest fp32
     STATIC_MODELS = 2  # the current object count and the previous one
 
     def __init__(
@@ -232,7 +232,13 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self._encoder = core.compile_model(str(export_dir / "encoder.onnx"), "CPU", config)
-        self._step_graph = core.read_model(str(export_dir / "step.onnx"))
+        step_file = export_dir / ("step_int8.xml" if precision == "int8" else "step.onnx")
+        if not step_file.is_file():
+            raise ValueError(
+                f"precision int8 needs {step_file}: make it with ttvos-export --weights W --out {export_dir} "
+                "--int8 --calibration DAVIS_ROOT, then run with weights set to that folder"
+            )
+        self._step_graph = core.read_model(str(step_file))
         self._steps: OrderedDict[tuple, object] = OrderedDict()  # input shapes -> compiled step
 
     @staticmethod

@@ -255,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "int8", "fp16"),
         help="auto: bf16 with openvino on CPUs with bf16 units, else fp32; bf16: openvino; fp16: torch on CUDA",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")

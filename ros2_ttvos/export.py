@@ -172,13 +172,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--int8", action="store_true", help="also an int8 step graph (precision int8; needs NNCF)")
+    parser.add_argument("--calibration", type=Path, metavar="DAVIS_ROOT", help="DAVIS16 train frames for --int8")
+    parser.add_argument(
+        "--calibration-sequences", type=lambda s: [x for x in s.split(",") if x],
+        default=["bear", "bus", "dog-agility", "flamingo", "kite-walk", "mallard-water", "paragliding", "scooter-gray"],
+        help="training sequences (never the hold-out ones) whose frames calibrate --int8",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.int8 and args.calibration is None:
+        parser.error("--int8 needs --calibration DAVIS_ROOT (training frames)")
     try:
         if args.weights is None and not checkpoint.SHIPPED_WEIGHTS.is_file():
             raise ValueError("no shipped weights to export: pass --weights")
         model = checkpoint.build_model(checkpoint.load(args.weights or checkpoint.SHIPPED_WEIGHTS))
         export(model, args.out)
         gaps = validate(model, args.out)
+        if args.int8:
+            from ros2_ttvos.quantize import write_int8_step
+
+            int8 = write_int8_step(args.out, args.calibration.expanduser(), args.calibration_sequences)
+            print(f"int8 step graph: {int8}")
     except (ValueError, RuntimeError, OSError) as error:
         print(f"ttvos-export failed: {error}", file=sys.stderr)
         return 1

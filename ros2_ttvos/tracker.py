@@ -23,7 +23,11 @@ import numpy as np
 from ros2_ttvos import backends
 
 LOG = logging.getLogger(__name__)
-PRECISION_BACKENDS = {"bf16": "openvino", "fp16": "torch"}  # reduced precisions: the backend that runs each
+PRECISION_BACKENDS = {
+    "bf16": "openvino",
+    "int8": "openvino",
+    "fp16": "torch",
+}  # reduced precisions: the backend that runs each
 
 MAX_OBJECT_ID = 255
 HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SEQUENCES
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos import export as export_module
@@ -182,3 +183,26 @@ def test_auto_backend_exports_a_checkpoint_once_into_the_cache(network, tmp_path
     monkeypatch.setattr(export_module, "graph_code_digest", lambda: "other-code")
     Tracker.from_pretrained(weights, device="cpu", backend="onnxruntime")
     assert len(list((tmp_path / "cache" / "ros2_ttvos" / "exports").iterdir())) == 2
+
+
+def test_int8_step_graph_calibrated_on_training_frames_tracks_like_fp32(shipped, tiny_config, clip):
+    from ros2_ttvos.quantize import write_int8_step
+
+    _, export_dir = shipped
+    with pytest.raises(ValueError, match="precision int8 needs"):
+        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", precision="int8")
+    with pytest.raises(ValueError, match="hold-out sequences"):
+        write_int8_step(export_dir, tiny_config["data"]["davis_root"], ["seq-a", "hockey"])
+    write_int8_step(export_dir, tiny_config["data"]["davis_root"], SEQUENCES, every=1, internal_size=240)
+    frames, masks = clip
+    trackers = [
+        Tracker.from_pretrained(export_dir, device="cpu", backend="openvino", precision=p, internal_size=240)
+        for p in ("fp32", "int8")
+    ]
+    assert trackers[1].backend.precision == "int8"
+    for tracker in trackers:
+        tracker.add_objects(frames[0], masks[0])
+    for frame in frames[1:]:
+        by_fp32, by_int8 = (tracker.step(frame) for tracker in trackers)
+        assert np.mean(by_fp32.labels == by_int8.labels) > 0.97
+        assert abs(by_fp32.confidences[1] - by_int8.confidences[1]) < 0.1

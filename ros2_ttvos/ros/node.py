@@ -94,7 +94,7 @@ CHOICES = {
     "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
     "backend": ("torch", "onnxruntime", "openvino", "auto"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "precision": ("auto", "fp32", "bf16", "int8", "fp16"),
     "box_method": BOX_METHODS,
 }
 
