@@ -4,7 +4,7 @@ A run directory (``last.pt``, ``best.pt``, ``log.csv``, ``best.json``) stays on 
 trains. Its travelling copy (``write_travel``) is small enough to commit to the repository and to
 come back from a lent machine: the resumable checkpoint without the weights that equal the run's
 init weights (the frozen ImageNet part: the init weights file is in the repository), the
-optimiser's moments in bfloat16, the best checkpoint's trained weights in float16, the log, each
+optimiser's moments in bfloat16, the best checkpoint's trained weights in float16, the log (gzip), each
 file cut into parts of at most ``PART_BYTES`` (about 10 MB in all, against 35 MB).
 ``merge_travel`` brings such a copy back into a run directory: the later checkpoint wins, and the
 log keeps the rows of both up to where each one's checkpoint is, so that CPU steps and GPU chunks
@@ -12,6 +12,7 @@ make one run with one log.
 """
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -114,9 +115,10 @@ def write_travel(run_dir: Path, dest: Path, reference: Optional[Path] = None) ->
     for name, data in entries:
         parts = _write_parts(data, scratch, name)
         files.append({"name": name, "parts": parts, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-    for name in ("log.csv", "best.json"):
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, scratch / name)
+    if (run_dir / "log.csv").is_file():  # a row a step: compressed, it stays small over the whole schedule
+        (scratch / "log.csv.gz").write_bytes(gzip.compress((run_dir / "log.csv").read_bytes(), mtime=0))
+    if (run_dir / "best.json").is_file():
+        shutil.copy2(run_dir / "best.json", scratch / "best.json")
     manifest = {"step": int(last["step"]), "best_jf": float(last.get("best_jf", -1.0)), "files": files}
     (scratch / "run.json").write_text(json.dumps(manifest, indent=2))
     if dest.exists():
@@ -132,10 +134,13 @@ def travel_step(src: Path) -> Optional[int]:
 
 
 def _log_rows(path: Path) -> List[Dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
+    """Rows of ``path`` (a log.csv) or of its compressed form ``path.gz``."""
+    if path.is_file():
+        return list(csv.DictReader(io.StringIO(path.read_text())))
+    packed = path.with_name(path.name + ".gz")
+    if packed.is_file():
+        return list(csv.DictReader(io.StringIO(gzip.decompress(packed.read_bytes()).decode())))
+    return []
 
 
 def merge_travel(src: Path, run_dir: Path, log_fields: List[str]) -> bool:

@@ -17,8 +17,9 @@ $python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --
 $python -m ros2_ttvos.train --config config/gpu-chunk.yaml --device "$device" --resume --minutes "$minutes" \
   --travel-dir "$out/run"
 $python - "$out/run" "$start" <<'PY' | tee "$out/chunk.txt"
-import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1] + "/log.csv")) if int(r["step"]) > int(sys.argv[2])]
+import csv, gzip, io, sys
+log = gzip.decompress(open(sys.argv[1] + "/log.csv.gz", "rb").read()).decode()
+rows = [r for r in csv.DictReader(io.StringIO(log)) if int(r["step"]) > int(sys.argv[2])]
 fps = sorted(float(r["frames_per_s"]) for r in rows)
 print(f"chunk: steps {rows[0]['step']}-{rows[-1]['step']}, median {fps[len(fps) // 2]:.1f} frames/s")
 PY
