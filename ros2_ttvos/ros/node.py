@@ -64,7 +64,7 @@ PARAMETERS = {
         _descriptor("auto (bf16 with openvino on CPUs with bf16 units, else fp32), fp32, bf16 or fp16 (torch, CUDA)"),
     ),
     "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
-    "threads": (0, _descriptor("torch CPU threads; 0 = all cores", integer=(0, 256))),
+    "threads": (0, _descriptor("CPU threads of the backend; 0 = its default (all cores)", integer=(0, 256))),
     "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
     "confidence_threshold": (
         0.5,
