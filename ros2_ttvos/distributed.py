@@ -58,6 +58,12 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
+def barrier(ranks: Ranks) -> None:
+    """Wait until every rank is here."""
+    if ranks.world > 1:
+        dist.barrier()
+
+
 def weights_digest(model: torch.nn.Module) -> torch.Tensor:
     """Two numbers that differ when the weights do: their sum and a position-weighted sum."""
     total = torch.zeros(2, dtype=torch.float64)

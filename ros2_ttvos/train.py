@@ -111,7 +111,7 @@ class Trainer:
         )
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
-        self.multi_holdout = self._multi_holdout(data)
+        self.multi_holdout = self._multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
 
     def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
         """The weights of checkpoint ``path``; narrowed (``factorize.narrow``) when this run's
@@ -207,8 +207,9 @@ class Trainer:
     def resume(self) -> bool:
         """Load the newest readable checkpoint of the run, after merging the travelling copy
         (``travel_dir``) when it is later; False when there is none."""
-        if self.travel_dir is not None and travel_step(self.travel_dir) is not None:
+        if self.ranks.main and self.travel_dir is not None and travel_step(self.travel_dir) is not None:
             self.merge(self.travel_dir)
+        distributed.barrier(self.ranks)  # the other ranks read what rank 0 merged
         for name in ("last.pt", "previous.pt"):
             path = self.run_dir / name
             if not path.exists():
