@@ -339,6 +339,7 @@ def test_boxes_start_tracking_over_dds_and_bad_boxes_are_refused(node, ros_clien
         ({3: (50, 50, 50, 90)}, "empty"),
         ({3: (5000, 10, 5100, 40)}, "outside"),
         ({1: car}, "also ids of the mask"),
+        ({3: (0, 0, 20, 20)}, "lie entirely under the mask's objects"),
     ]:
         bad = ros_client.targets_request(left, SECOND, image=frames[0], boxes=boxes)
         response = ros_client.call(ros_client.set_targets, bad)

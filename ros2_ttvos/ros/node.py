@@ -443,6 +443,9 @@ class TTVOSNode(LifecycleNode):
                 if boxes:  # each box made into a mask on the frame; the mask's own pixels stay theirs
                     made = self.tracker.box_mask(image, boxes, self.config.box_method)
                     labels = np.where(labels > 0, labels, made).astype(np.uint8)
+                    covered = [i for i in boxes if not (labels == i).any()]
+                    if covered:
+                        raise ValueError(f"the objects of boxes {covered} lie entirely under the mask's objects")
                 if request.replace:
                     self.tracker.reset()
                 added = self.tracker.add_objects(image, labels)
