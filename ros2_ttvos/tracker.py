@@ -23,11 +23,8 @@ import numpy as np
 from ros2_ttvos import backends
 
 LOG = logging.getLogger(__name__)
-PRECISION_BACKENDS = {
-    "bf16": "openvino",
-    "int8": "openvino",
-    "fp16": "torch",
-}  # reduced precisions: the backend that runs each
+# Reduced precisions: the backend that runs each.
+PRECISION_BACKENDS = {"bf16": "openvino", "int8": "openvino", "fp16": "torch"}
 
 MAX_OBJECT_ID = 255
 HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker
@@ -345,8 +342,9 @@ PRECISION_COSTS = Path(__file__).resolve().parent / "weights" / "precision.json"
 
 def _auto_precision(backend: str, device: str, weights) -> str:
     """What ``precision="auto"`` means here: bf16 with OpenVINO on a CPU that computes bf16
-    natively (about 2x fp32's speed there), fp32 elsewhere (on CUDA fp16 measured slower than
-    fp32: README, Evaluate). Logged with bf16's measured J&F cost on the shipped weights."""
+    natively (1.5-1.6x fp32's speed measured on an AMD EPYC with avx512_bf16), fp32 elsewhere (on
+    CUDA fp16 measured slower than fp32: README, Evaluate). int8 is never picked: not faster than
+    bf16 where measured. Logged with bf16's measured J&F cost on the shipped weights."""
     on_gpu = device.startswith("cuda") or (device == "auto" and _importable("torch") and _cuda_available())
     native = not on_gpu and backend in ("auto", "openvino") and _importable("openvino")
     if not (native and backends.OpenVinoBackend.cpu_has_bf16()):
