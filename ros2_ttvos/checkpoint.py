@@ -79,3 +79,11 @@ def build_model(payload: Optional[Dict[str, Any]] = None, overrides: Optional[Di
     except RuntimeError as error:
         raise CheckpointError(f"checkpoint weights do not fit the network: {error}") from error
     return model
+
+
+def export_weights(source: Path, out: Path) -> None:
+    """Write the model of checkpoint ``source`` as float16 shipped weights."""
+    payload = load(source)
+    model = build_model(payload)
+    extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
+    save_atomic(model_payload(model, half=True, **extra), out)

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -43,6 +42,7 @@ from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
+from ros2_ttvos.visualize import plot_run
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
@@ -372,51 +372,6 @@ class Trainer:
         distributed.shutdown()
 
 
-def plot_run(run_dir: Path) -> Path:
-    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(run_dir / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
-    steps = np.array([int(r["step"]) for r in rows])
-    fig, (ax_loss, ax_jf) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name in ("segmentation", "transition", "auxiliary", "total"):
-        values = np.array([float(r[name]) for r in rows])
-        window = max(1, min(50, len(values) // 10))
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        ax_loss.plot(steps[window - 1 :], smooth, label=name)
-    ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
-    ax_loss.legend()
-    checked = [r for r in rows if r["holdout_JF"]]
-    for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
-        points = [r for r in checked if r["stage"] == stage]
-        steps_checked = [int(r["step"]) for r in points]
-        ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
-        multi = [r for r in points if r.get("multi_JF")]
-        if multi:
-            multi_steps = [int(r["step"]) for r in multi]
-            ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
-    ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
-    ax_jf.legend()
-    fig.tight_layout()
-    out = run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    return out
-
-
-def export_weights(source: Path, out: Path) -> None:
-    """Write the model of checkpoint ``source`` as float16 shipped weights."""
-    payload = checkpoint.load(source)
-    model = checkpoint.build_model(payload)
-    extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
-    checkpoint.save_atomic(checkpoint.model_payload(model, half=True, **extra), out)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=Path("config/train.yaml"))
@@ -441,7 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.export_weights:
             if args.out is None:
                 parser.error("--export-weights needs --out")
-            export_weights(args.export_weights, args.out)
+            checkpoint.export_weights(args.export_weights, args.out)
             print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
             return 0
         config = load_config(args.config)

@@ -1,5 +1,6 @@
-"""Overlays of label masks on frames, and overlay videos."""
+"""What a person looks at: overlays of label masks on frames, overlay videos, training curves."""
 
+import csv
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -61,3 +62,40 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def plot_run(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(run_dir / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, (ax_loss, ax_jf) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in ("segmentation", "transition", "auxiliary", "total"):
+        values = np.array([float(r[name]) for r in rows])
+        window = max(1, min(50, len(values) // 10))
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax_loss.plot(steps[window - 1 :], smooth, label=name)
+    ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
+    ax_loss.legend()
+    checked = [r for r in rows if r["holdout_JF"]]
+    for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
+        points = [r for r in checked if r["stage"] == stage]
+        steps_checked = [int(r["step"]) for r in points]
+        ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+        multi = [r for r in points if r.get("multi_JF")]
+        if multi:
+            multi_steps = [int(r["step"]) for r in multi]
+            ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
+    ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
+    ax_jf.legend()
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out

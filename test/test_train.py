@@ -14,7 +14,8 @@ from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.schedule import load_config
 from ros2_ttvos.tracker import Tracker
-from ros2_ttvos.train import Trainer, plot_run
+from ros2_ttvos.train import Trainer
+from ros2_ttvos.visualize import plot_run
 
 
 def read_log(run_dir: Path):
