@@ -9,14 +9,20 @@ pixels instead of drifting onto each other.
 import torch
 
 
+def _classes(foreground: torch.Tensor) -> torch.Tensor:
+    """(..., N, H, W) -> (..., N+1, H, W): the background (the product of the complements) and
+    the objects, all clamped to [1e-7, 1 - 1e-7]."""
+    fg = foreground.clamp(1e-7, 1 - 1e-7)
+    background = torch.prod(1 - fg, dim=-3, keepdim=True).clamp(1e-7, 1 - 1e-7)
+    return torch.cat([background, fg], dim=-3)
+
+
 def soft_aggregate(foreground: torch.Tensor) -> torch.Tensor:
     """Merge per-object foreground probabilities (..., N, H, W) into (..., N+1, H, W) class
     probabilities, background first: background is the product of the complements, and the
     classes are combined by their odds ratios (the paper's merge of several objects). Computed in
     float32 whatever the input's precision: the odds of 1 - 1e-7 overflow float16 and bfloat16."""
-    fg = foreground.float().clamp(1e-7, 1 - 1e-7)
-    background = torch.prod(1 - fg, dim=-3, keepdim=True).clamp(1e-7, 1 - 1e-7)
-    probs = torch.cat([background, fg], dim=-3)
+    probs = _classes(foreground.float())
     odds = probs / (1 - probs)
     return odds / odds.sum(dim=-3, keepdim=True)
 
@@ -43,6 +49,4 @@ def assign_slots(foreground: torch.Tensor) -> torch.Tensor:
     The argmax of ``soft_aggregate``: odds grow with the probability and share one normaliser,
     so the winner is the most probable of the clamped probabilities and the background.
     """
-    fg = foreground.clamp(1e-7, 1 - 1e-7)
-    background = torch.prod(1 - fg, dim=0, keepdim=True).clamp(1e-7, 1 - 1e-7)
-    return torch.cat([background, fg], dim=0).max(dim=0).indices
+    return _classes(foreground).max(dim=0).indices
