@@ -44,6 +44,7 @@ setup(
             "ttvos-export = ros2_ttvos.export:main",
             "ttvos-occlusion = ros2_ttvos.occlusion:main",
             "ttvos-train = ros2_ttvos.train:main",
+            "ttvos-box-train = ros2_ttvos.box_train:main",
             "ttvos_node = ros2_ttvos.ros.node:main",
         ],
     },

@@ -6,6 +6,8 @@ Every backend offers:
   encode(image, masks) -> state                 image (1, 3, H, W) float32, masks (N, 1, H, W)
   step(image, state, threshold, hold_state) -> (slots, confidence, foreground, state)
   prepare(image, state)                          get ready to step inputs of these shapes
+  box(crops, prompts) -> probability             the box head (``box_crop``: its crop side; None:
+                                                 these weights have none)
 with state = (hist, st, lt, updates, area) float32 arrays whose first axis is the object.
 """
 
@@ -60,15 +62,23 @@ def resolve_torch_device(device: str):
     return torch.device("cuda", resolved.index or 0) if resolved.type == "cuda" else resolved
 
 
+def no_box_head(backend) -> ValueError:
+    return ValueError(
+        f"the {backend.name} backend's weights have no box head: use box method network, grabcut or box, "
+        "or give it one (ttvos-box-train --export, ttvos-export --box-head)"
+    )
+
+
 class TorchBackend:
     """Eager PyTorch on CPU or CUDA; precision "fp16" (CUDA only) runs the network under autocast
-    and keeps the state and the outputs in float32."""
+    and keeps the state and the outputs in float32. ``box_prompter``: the box head
+    (``checkpoint.box_prompter``), or None."""
 
     name = "torch"
 
     PRECISIONS = ("fp32", "fp16")
 
-    def __init__(self, model, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, model, device: str = "auto", precision: str = "fp32", box_prompter=None):
         import torch
 
         from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
@@ -84,6 +94,8 @@ class TorchBackend:
         self.model = model.to(self._device).eval()
         self._encoder = ObjectEncoder(self.model)
         self._step = TrackingStep(self.model)
+        self._box = box_prompter.to(self._device).eval() if box_prompter is not None else None
+        self.box_crop = box_prompter.head.config.crop if box_prompter is not None else None
 
     def _tensors(self, *arrays):
         return [self._torch.from_numpy(np.ascontiguousarray(a)).to(self._device) for a in arrays]
@@ -110,6 +122,11 @@ class TorchBackend:
         slots, confidence, foreground, *new_state = self._run(self._step, image, *state, *scalars)
         return slots, confidence, foreground, tuple(new_state)
 
+    def box(self, crops: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        if self._box is None:
+            raise no_box_head(self)
+        return self._run(lambda *inputs: (self._box(*inputs),), crops, prompts)[0]
+
     def prepare(self, image: np.ndarray, state: State) -> None:
         """On CUDA, run the step once on these shapes (outputs dropped), so that cuDNN's kernel
         search for them (0.1-0.5 s measured on an H200) happens now, not on the next frame. On the
@@ -119,7 +136,7 @@ class TorchBackend:
 
     def close(self) -> None:
         if self._device.type == "cuda":
-            del self.model, self._encoder, self._step
+            del self.model, self._encoder, self._step, self._box
             self._torch.cuda.empty_cache()
 
 
@@ -168,6 +185,11 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = threads
         self._encoder = ort.InferenceSession(str(export_dir / "encoder.onnx"), options, providers=providers)
         self._step = ort.InferenceSession(str(export_dir / "step.onnx"), options, providers=providers)
+        has_box = (export_dir / "box.onnx").is_file()
+        self._box = (
+            ort.InferenceSession(str(export_dir / "box.onnx"), options, providers=providers) if has_box else None
+        )
+        self.box_crop = (self.description.get("box") or {}).get("crop") if has_box else None
         if self.device.startswith("cuda") and "CUDAExecutionProvider" not in self._step.get_providers():
             # ONNX Runtime falls back to the CPU, with only a log line, when the provider cannot load.
             raise CudaProviderError("onnxruntime's CUDA provider did not load (CUDA / cuDNN libraries missing?)")
@@ -180,6 +202,11 @@ class OnnxRuntimeBackend:
         slots, confidence, foreground, *new_state = self._step.run(None, feed)
         return slots, confidence, foreground, tuple(new_state)
 
+    def box(self, crops: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        if self._box is None:
+            raise no_box_head(self)
+        return self._box.run(None, {"crops": crops, "prompts": prompts})[0]
+
     def prepare(self, image: np.ndarray, state: State) -> None:
         """On CUDA, run the step once on these shapes (outputs dropped): cuDNN's kernel search for a
         new shape takes about a second, now rather than on the next frame. On the CPU nothing."""
@@ -187,7 +214,7 @@ class OnnxRuntimeBackend:
             self._step.run(None, step_feed(image, state, 0.0, False))
 
     def close(self) -> None:
-        self._encoder = self._step = None
+        self._encoder = self._step = self._box = None
 
 
 class OpenVinoBackend:
@@ -240,6 +267,9 @@ class OpenVinoBackend:
             )
         self._step_graph = core.read_model(str(step_file))
         self._steps: OrderedDict[tuple, object] = OrderedDict()  # input shapes -> compiled step
+        self._box_file = export_dir / "box.onnx"
+        self._box = None  # compiled when a box first comes
+        self.box_crop = (self.description.get("box") or {}).get("crop") if self._box_file.is_file() else None
 
     @staticmethod
     def cpu_has_bf16(core=None) -> bool:
@@ -280,10 +310,17 @@ class OpenVinoBackend:
         slots, confidence, foreground, *new_state = (np.array(result[output]) for output in compiled.outputs)
         return slots, confidence, foreground, tuple(new_state)
 
+    def box(self, crops: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        if self.box_crop is None:
+            raise no_box_head(self)
+        if self._box is None:
+            self._box = self._core.compile_model(str(self._box_file), "CPU", self._config)
+        return np.array(self._box({"crops": crops, "prompts": prompts})[self._box.outputs[0]])
+
     def prepare(self, image: np.ndarray, state: State) -> None:
         """Compile the step for these shapes now (when objects are added), not on the next frame."""
         self._compiled_step(step_feed(image, state, 0.0, False))
 
     def close(self) -> None:
-        self._encoder = self._step_graph = None
+        self._encoder = self._step_graph = self._box = None
         self._steps.clear()

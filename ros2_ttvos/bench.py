@@ -39,7 +39,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ros2_ttvos.backends import OpenVinoBackend
 from ros2_ttvos.bench_inputs import clip_frames, object_masks
-from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
 from ros2_ttvos.model.factorize import narrow
@@ -228,31 +227,6 @@ def update_results(path: Path, section: Dict) -> None:
     print(f"\nwritten to {path}")
 
 
-def box_speed(args) -> int:
-    """``--boxes``: median ms of ``Tracker.box_mask`` for one box on the sample clip's frames
-    (480x854), per method, with the tracker the node would build here (backend and precision auto)."""
-    from ros2_ttvos.prompts import BOX_METHODS, mask_box
-
-    clip = sample_clip()
-    tracker = Tracker.from_pretrained(args.weights, device=args.device, backend="auto", threads=args.threads)
-    rows = []
-    print(f"\n{'method':8} {'median ms':>10} {'p95 ms':>8}   ({tracker.backend.name}, {tracker.backend.precision})")
-    for method in BOX_METHODS:
-        times = []
-        for index in range(0, min(len(clip), args.frames), 2):
-            image, box = clip.image(index), mask_box(clip.mask(index) > 0)
-            start = time.perf_counter()
-            tracker.box_mask(image, {1: box}, method)
-            times.append(1000 * (time.perf_counter() - start))
-        timed = times[1:]  # the first call compiles the graphs for one object
-        row = {"method": method, "median_ms": float(np.median(timed)), "p95_ms": float(np.percentile(timed, 95))}
-        rows.append(row)
-        print(f"{method:8} {row['median_ms']:>10.1f} {row['p95_ms']:>8.1f}")
-    section = {"backend": tracker.backend.name, "precision": tracker.backend.precision, "rows": rows}
-    update_results(args.out, {"boxes": {"git_commit": git_commit(), "threads": args.threads, **section}})
-    return 0
-
-
 def train_speed(args) -> int:
     """``--train``: one training step per precision and layout, in turns; fp32 is the reference."""
     from ros2_ttvos import checkpoint
@@ -311,7 +285,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.train:
         return train_speed(args)
     if args.boxes:
-        return box_speed(args)
+        from ros2_ttvos.prompt_bench import prompt_speed
+
+        return prompt_speed(args, update_results)
     if args.metrics:
         timing = metric_seconds(args.metrics)
         print(f"J and F of {timing['frames']} DAVIS16 val frames scored in {timing['seconds']:.1f} s (one core)")

@@ -1,13 +1,18 @@
-"""Reading and writing checkpoints: atomic writes, clear errors for damaged files."""
+"""Reading and writing checkpoints (the tracker's and the box head's): atomic writes, clear errors
+for damaged files."""
 
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
 from ros2_ttvos.model import TTVOS, TTVOSConfig
+from ros2_ttvos.model.box_head import BoxHead, BoxHeadConfig, BoxPrompter
+
+LOG = logging.getLogger(__name__)
 
 FORMAT = "ros2_ttvos/1"
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ttvos_lite0.pt"
@@ -87,3 +92,48 @@ def export_weights(source: Path, out: Path) -> None:
     model = build_model(payload)
     extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
     save_atomic(model_payload(model, half=True, **extra), out)
+
+
+# --- the box head (model/box_head.py): a file of its own beside the tracker weights -------------
+BOX_HEAD_FORMAT = "ros2_ttvos/box-head/1"
+SHIPPED_BOX_HEAD = SHIPPED_WEIGHTS.parent / "ttvos_box_head.pt"
+
+
+def box_head_payload(head: BoxHead, trunk_digest: str, half: bool = False, **extra: Any) -> Dict[str, Any]:
+    """The dict to save for a box head trained on the frozen trunk of digest ``trunk_digest``."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in head.state_dict().items()}
+    return {"format": BOX_HEAD_FORMAT, "config": head.config.to_dict(), "head": state, "trunk": trunk_digest, **extra}
+
+
+def load_box_head(path: Union[str, Path]) -> Tuple[BoxHead, str]:
+    """(head, digest of the frozen trunk it was trained on) from a box head file; CheckpointError
+    saying what is wrong with the file."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"box head not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged archives
+        raise CheckpointError(f"box head {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != BOX_HEAD_FORMAT:
+        raise CheckpointError(f"{path} is not a ros2_ttvos box head (expected format {BOX_HEAD_FORMAT!r})")
+    config = payload["config"]
+    head = BoxHead(BoxHeadConfig(crop=int(config["crop"]), widths=tuple(config["widths"])))
+    try:
+        head.load_state_dict({k: v.float() for k, v in payload["head"].items()}, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"box head {path} does not fit this version: {error}") from error
+    return head.eval(), payload["trunk"]
+
+
+def box_prompter(model: TTVOS, path: Optional[Union[str, Path]] = None) -> Optional[BoxPrompter]:
+    """The box head for ``model`` (file ``path``; None: the shipped one), sharing its backbone;
+    None, with a warning, when there is no such file or the head was trained on another trunk."""
+    path = SHIPPED_BOX_HEAD if path is None else Path(path)
+    if not path.is_file():
+        LOG.warning("no box head at %s: box prompts use the network or grabcut methods", path)
+        return None
+    head, trunk = load_box_head(path)
+    if trunk != model.backbone.frozen_digest():
+        LOG.warning("box head %s was trained on another backbone trunk: not used", path)
+        return None
+    return BoxPrompter(model.backbone, head).eval()

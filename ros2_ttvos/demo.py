@@ -19,7 +19,7 @@ import numpy as np
 
 from ros2_ttvos import metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence
-from ros2_ttvos.prompts import mask_box
+from ros2_ttvos.prompt_crops import mask_box
 from ros2_ttvos.visualize import VideoWriter, overlay
 
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
@@ -35,12 +35,10 @@ def run_offline(args, clip: DavisSequence) -> Dict:
     from ros2_ttvos.tracker import Tracker
 
     tracker = Tracker.from_pretrained(args.weights, args.device, args.backend, internal_size=args.internal_size)
+    first = clip.mask(0)
     if args.box:  # start from the first frame's box, as a detector would give it
-        first = tracker.box_mask(clip.image(0), {1: mask_box(clip.mask(0) > 0)})
-        tracker.add_objects(clip.image(0), first)
-    else:
-        first = clip.mask(0)
-        tracker.add_objects(clip.image(0), first)
+        first = tracker.box_mask(clip.image(0), {1: mask_box(first > 0)})
+    tracker.add_objects(clip.image(0), first)
     labels, confidences, times = [first], [{1: 1.0}], []
     for index in range(1, len(clip)):
         start = time.perf_counter()

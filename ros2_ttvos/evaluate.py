@@ -24,8 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, metrics
+from ros2_ttvos.data.box_samples import object_clicks
 from ros2_ttvos.data.davis import Davis, DavisSequence, read_mask, write_mask
-from ros2_ttvos.prompts import BOX_METHODS, DEFAULT_BOX_METHOD, jittered, mask_box
+from ros2_ttvos.prompt_crops import jittered, mask_box
+from ros2_ttvos.prompts import METHOD_CHOICES, default_method
 from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 
 LOG = logging.getLogger("ttvos-eval")
@@ -48,22 +50,31 @@ class SequenceRun:
 
 
 @dataclass(frozen=True)
-class BoxInit:
-    """Start each object from the bounding box of its first mask (``--init box``), moved and
-    resized by up to ``jitter`` of its size per side (seeded per sequence), turned into a mask
-    by ``method``."""
+class PromptInit:
+    """Start each object from a prompt made from its first mask, turned into a mask by ``method``:
+    ``kind`` "box": its bounding box, moved and resized by up to ``jitter`` of its size per side;
+    "click": one positive click inside it, drawn towards its interior as people click
+    (``data.box_samples.object_clicks``). Seeded per sequence."""
 
-    method: Optional[str] = None  # None: prompts.DEFAULT_BOX_METHOD
+    kind: str = "box"
+    method: Optional[str] = None  # None or auto: prompts.default_method
     jitter: float = 0.0
     seed: int = 0
 
+    def labels(self, tracker: Tracker, image: np.ndarray, mask: np.ndarray, ids: List[int], rng) -> np.ndarray:
+        if self.kind == "click":
+            clicks = {k: object_clicks(mask == k, 1, rng) for k in ids}
+            return tracker.prompt_mask(image, None, clicks, self.method)
+        boxes = {k: jittered(mask_box(mask == k), rng, self.jitter, mask.shape) for k in ids}
+        return tracker.prompt_mask(image, boxes, None, self.method)
+
 
 def track_sequence(
-    tracker: Tracker, sequence: DavisSequence, progress=None, box_init: Optional[BoxInit] = None
+    tracker: Tracker, sequence: DavisSequence, progress=None, prompt_init: Optional[PromptInit] = None
 ) -> SequenceRun:
     """Track every object of ``sequence`` from its first annotated frame.
 
-    The first-frame objects are added with ``add_objects`` (or from their boxes, ``box_init``);
+    The first-frame objects are added with ``add_objects`` (or from prompts, ``prompt_init``);
     objects that first appear later are added on the frame they appear in (what they were given
     is then that frame's output for them). ``SequenceRun.given_j`` has the J of what each object
     was given against its annotation (1.0 for masks).
@@ -71,7 +82,7 @@ def track_sequence(
     tracker.reset()
     labels, truth, step_seconds = [], [], []
     given_j: Dict[int, float] = {}
-    rng = np.random.default_rng([box_init.seed, sum(map(ord, sequence.name))]) if box_init else None
+    rng = np.random.default_rng([prompt_init.seed, sum(map(ord, sequence.name))]) if prompt_init else None
     seen: set = set()
     io_seconds = 0.0
     for index in range(len(sequence)):
@@ -89,9 +100,8 @@ def track_sequence(
         new_ids = [int(v) for v in np.unique(mask) if v != 0 and int(v) not in seen]
         if new_ids:
             given = np.where(np.isin(mask, new_ids), mask, 0).astype(np.uint8)
-            if box_init is not None:  # from each object's (jittered) bounding box
-                boxes = {k: jittered(mask_box(mask == k), rng, box_init.jitter, mask.shape) for k in new_ids}
-                given = tracker.box_mask(image, boxes, box_init.method)
+            if prompt_init is not None:  # from each object's (jittered) bounding box, or a click
+                given = prompt_init.labels(tracker, image, mask, new_ids, rng)
             tracker.add_objects(image, given)
             for k in new_ids:
                 given_j[k] = float(metrics.region_similarity((given == k)[None], (mask == k)[None])[0])
@@ -174,9 +184,9 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         )
     all_scores, all_switches, rows = [], [], []
     given_j: List[float] = []
-    box_init = None
-    if args.init == "box":
-        box_init = BoxInit(args.box_method, args.box_jitter, args.box_seed)
+    prompt_init = None
+    if args.init != "mask":
+        prompt_init = PromptInit(args.init, args.box_method, args.box_jitter, args.box_seed)
     step_seconds: List[float] = []
     io_seconds = 0.0
     n_frames = sum(len(s) for s in sequences)
@@ -191,7 +201,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
                 run = SequenceRun(labels, truth, [int(v) for v in np.unique(truth) if v != 0])
                 progress.update(len(sequence))
             else:
-                run = track_sequence(tracker, sequence, progress, box_init)
+                run = track_sequence(tracker, sequence, progress, prompt_init)
                 given_j += list(run.given_j.values())
                 for name, labels in zip(sequence.frame_names, run.labels, strict=True):
                     write_mask(out / sequence.name / f"{name}.png", labels)
@@ -223,8 +233,8 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
         init=args.init if tracker else None,
-        box_method=(args.box_method or DEFAULT_BOX_METHOD) if box_init else None,
-        box_jitter=args.box_jitter if box_init else None,
+        box_method=(default_method(tracker) if args.box_method == "auto" else args.box_method) if prompt_init else None,
+        box_jitter=args.box_jitter if prompt_init else None,
         given_J_mean=float(np.mean(given_j)) if given_j else None,  # J of the masks tracking started from
         threads=args.threads if tracker else None,
         weights=str(args.weights or checkpoint.SHIPPED_WEIGHTS) if tracker else None,
@@ -265,9 +275,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
     parser.add_argument(
-        "--init", default="mask", choices=("mask", "box"), help="start objects from their masks or their bounding boxes"
-    )
-    parser.add_argument("--box-method", choices=BOX_METHODS, help="box to mask (default: prompts.DEFAULT_BOX_METHOD)")
+        "--init", default="mask", choices=("mask", "box", "click"),
+        help="start objects from their masks, their bounding boxes or one click on each (box method head)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--box-method", choices=METHOD_CHOICES, default="auto",
+        help="box to mask (auto: head where the weights have a box head, else network)",
+    )  # fmt: skip
     parser.add_argument("--box-jitter", type=float, default=0.0, help="move and resize boxes by up to this share")
     parser.add_argument("--box-seed", type=int, default=0, help="seed of the box jitter")
     parser.add_argument("--out", type=Path, required=True)
@@ -281,7 +295,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(
         f"J&F {100 * summary['JF_mean']:.2f}  J {100 * summary['J_mean']:.2f}  F {100 * summary['F_mean']:.2f}"
         + f"  identity switches {summary['id_switches']} ({100 * summary['id_switch_rate']:.1f} % of visible frames)"
-        + (f"  started from masks of J {100 * summary['given_J_mean']:.2f}" if args.init == "box" else "")
+        + (f"  started from masks of J {100 * summary['given_J_mean']:.2f}" if args.init != "mask" else "")
         + (f"  {summary['fps']:.1f} FPS on {summary['device']}" if summary["fps"] else "")
         + f"  ({summary['n_sequences']} sequences, {summary['n_frames']} frames) -> {args.out / 'summary.json'}"
     )

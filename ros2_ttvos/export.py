@@ -3,10 +3,11 @@
     ttvos-export [--weights W] --out DIR
 
 Writes DIR/encoder.onnx (what ``Tracker.add_objects`` runs), DIR/step.onnx (one ``Tracker.step``
-for all objects: segment, merge, score, update the state) and DIR/state.json describing the
-inputs, outputs and state tensors. Image size and object count are dynamic. The export is checked
-with ONNX Runtime against PyTorch at a size and object count other than the traced ones before
-the command reports success.
+for all objects: segment, merge, score, update the state), DIR/box.onnx (the box head: prompt
+crops to masks, when the weights have one: ``checkpoint.box_prompter``) and DIR/state.json
+describing the inputs, outputs and state tensors. Image size and object count are dynamic. The
+export is checked with ONNX Runtime against PyTorch at a size and object count other than the
+traced ones before the command reports success.
 """
 
 import argparse
@@ -26,6 +27,7 @@ import torch
 from ros2_ttvos import checkpoint
 from ros2_ttvos.backends import EXPORT_FORMAT, STATE_INPUTS, OnnxRuntimeBackend, TorchBackend
 from ros2_ttvos.model import TTVOS
+from ros2_ttvos.model.box_head import BoxPrompter
 from ros2_ttvos.model.merge import soft_aggregate
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 
@@ -76,14 +78,33 @@ def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state
         )  # fmt: skip
 
 
-def export(model: TTVOS, out: Path) -> Dict:
-    """Write the two graphs and state.json for ``model`` into ``out``; returns the description."""
+def _export_box_graph(prompter: BoxPrompter, out: Path) -> Dict:
+    size = prompter.head.config.crop
+    crops = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
+    prompts = torch.zeros(2, 3, size, size)
+    prompts[:, 0, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    torch.onnx.export(
+        prompter, (crops, prompts), out / "box.onnx", input_names=["crops", "prompts"], output_names=["probability"],
+        dynamic_axes={"crops": {0: "boxes"}, "prompts": {0: "boxes"}, "probability": {0: "boxes"}},
+        opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+    return {
+        "crop": size,
+        "inputs": [f"crops (boxes, 3, {size}, {size}) float32 RGB in [0, 255]", f"prompts (boxes, 3, {size}, {size})"],
+        "outputs": [f"probability (boxes, 1, {size}, {size})"],
+    }
+
+
+def export(model: TTVOS, out: Path, prompter: Optional[BoxPrompter] = None) -> Dict:
+    """Write the graphs and state.json for ``model`` (and its box head ``prompter``, if any)
+    into ``out``; returns the description."""
     model = model.float().eval()
     out.mkdir(parents=True, exist_ok=True)
     image, masks = _sample(96, 160, 2)
     with torch.no_grad():
         state = ObjectEncoder(model)(image, masks)
         _export_graphs(model, image, masks, state, out)
+        box = _export_box_graph(prompter.float().eval(), out) if prompter is not None else None
     description = {
         "format": EXPORT_FORMAT,
         "opset": OPSET,
@@ -95,14 +116,15 @@ def export(model: TTVOS, out: Path) -> Dict:
         "state": {name: {"shape": [str(axes.get(i, d)) for i, d in enumerate(t.shape)], "dtype": "float32"}
                   for (name, axes), t in zip(STATE_AXES.items(), state, strict=True)},
         "config": model.config.to_dict(),
+        "box": box,
     }  # fmt: skip
     (out / "state.json").write_text(json.dumps(description, indent=2))
     return description
 
 
-def validate(model: TTVOS, out: Path, steps: int = 3) -> Dict[str, float]:
+def validate(model: TTVOS, out: Path, steps: int = 3, prompter: Optional[BoxPrompter] = None) -> Dict[str, float]:
     """Run both backends on a size and object count other than the traced ones; return the gaps."""
-    torch_backend = TorchBackend(model, "cpu")
+    torch_backend = TorchBackend(model, "cpu", box_prompter=prompter)
     onnx_backend = OnnxRuntimeBackend(out, "cpu")
     image, masks = _sample(128, 224, 3, seed=1)
     image_np, masks_np = image.numpy(), masks.numpy()
@@ -120,7 +142,14 @@ def validate(model: TTVOS, out: Path, steps: int = 3) -> Dict[str, float]:
         top2 = torch.topk(soft_aggregate(torch.from_numpy(fg_t)), 2, dim=0).values
         decided = (top2[0] - top2[1] > 1e-4).numpy()
         worst["slots_equal"] = min(worst["slots_equal"], float(np.mean(slots_t[decided] == slots_o[decided])))
-    if worst["foreground"] > 1e-3 or worst["confidence"] > 1e-3 or worst["slots_equal"] < 0.999:
+    if prompter is not None:
+        size = prompter.head.config.crop
+        crops = _sample(size, size, 1, seed=9)[0].repeat(3, 1, 1, 1).numpy()
+        prompts = np.zeros((3, 3, size, size), np.float32)
+        prompts[:, 0, size // 5 : size // 2, size // 3 : 4 * size // 5] = 1
+        worst["box"] = float(np.abs(torch_backend.box(crops, prompts) - onnx_backend.box(crops, prompts)).max())
+    disagree = worst["foreground"] > 1e-3 or worst["confidence"] > 1e-3 or worst["slots_equal"] < 0.999
+    if disagree or worst.get("box", 0.0) > 1e-3:
         raise RuntimeError(f"ONNX Runtime disagrees with PyTorch: {worst}")
     return worst
 
@@ -135,29 +164,34 @@ def graph_code_digest() -> str:
     Part of the cache key: a new version of the network code exports the same weights again
     instead of running graphs traced from the old code.
     """
-    from ros2_ttvos.model import backbone, merge, streaming, ttvos
+    from ros2_ttvos.model import backbone, box_head, merge, streaming, ttvos
 
     digest = hashlib.sha256(EXPORT_FORMAT.encode())
-    for module in (backbone, ttvos, merge, streaming, sys.modules[__name__]):
+    for module in (backbone, box_head, ttvos, merge, streaming, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def cached_export(weights: Path) -> Path:
-    """An export folder for checkpoint ``weights``, made once (validated) and kept in the user cache.
+    """An export folder for checkpoint ``weights`` (with the shipped box head where it fits), made
+    once (validated) and kept in the user cache.
 
-    The folder is keyed by the checkpoint's and the network code's digests.
+    The folder is keyed by the checkpoint's, the box head's and the network code's digests.
     """
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    hashed = hashlib.sha256(weights.read_bytes())
+    if checkpoint.SHIPPED_BOX_HEAD.is_file():
+        hashed.update(checkpoint.SHIPPED_BOX_HEAD.read_bytes())
+    digest = hashed.hexdigest()[:16]
     folder = cache_root() / f"{digest}-{graph_code_digest()}"
     if (folder / "state.json").is_file():
         return folder
     model = checkpoint.build_model(checkpoint.load(weights))
+    prompter = checkpoint.box_prompter(model)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=folder.parent))
     try:
-        export(model, scratch)
-        validate(model, scratch)
+        export(model, scratch, prompter)
+        validate(model, scratch, prompter=prompter)
         try:
             os.rename(scratch, folder)  # atomic: a half-written export is never visible
         except OSError:
@@ -172,6 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--box-head", type=Path, help="box head file (default: the shipped one, where it fits)")
     parser.add_argument("--int8", action="store_true", help="also an int8 step graph (precision int8; needs NNCF)")
     parser.add_argument("--calibration", type=Path, metavar="DAVIS_ROOT", help="DAVIS16 train frames for --int8")
     parser.add_argument(
@@ -186,8 +221,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.weights is None and not checkpoint.SHIPPED_WEIGHTS.is_file():
             raise ValueError("no shipped weights to export: pass --weights")
         model = checkpoint.build_model(checkpoint.load(args.weights or checkpoint.SHIPPED_WEIGHTS))
-        export(model, args.out)
-        gaps = validate(model, args.out)
+        prompter = checkpoint.box_prompter(model, args.box_head)
+        export(model, args.out, prompter)
+        gaps = validate(model, args.out, prompter=prompter)
         if args.int8:
             from ros2_ttvos.quantize import write_int8_step
 
@@ -197,9 +233,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ttvos-export failed: {error}", file=sys.stderr)
         return 1
     print(
-        f"exported to {args.out}: encoder.onnx, step.onnx, state.json; checked with ONNX Runtime "
+        f"exported to {args.out}: encoder.onnx, step.onnx, {'box.onnx, ' if 'box' in gaps else ''}state.json; "
+        "checked with ONNX Runtime "
         f"(foreground max diff {gaps['foreground']:.2e}, confidence {gaps['confidence']:.2e}, "
-        f"labels equal on {100 * gaps['slots_equal']:.3f} % of the pixels that are not ties)"
+        f"labels equal on {100 * gaps['slots_equal']:.3f} % of the pixels that are not ties"
+        + (f"; box head max diff {gaps['box']:.2e})" if "box" in gaps else ")")
     )
     return 0
 

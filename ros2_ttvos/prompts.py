@@ -1,23 +1,30 @@
-"""Box prompts: a detector's bounding box (or a box drawn in a UI) turned into the object mask
-that tracking starts from (``Tracker.add_objects_from_boxes``).
+"""Prompts: a detector's bounding box, a box drawn in a UI, or clicks on the target turned into
+the object mask that tracking starts from (``Tracker.add_objects_from_prompts``).
 
 Methods, all on the CPU:
+  "head"     the box head (model/box_head.py), trained for it: boxes, clicks (positive and
+             negative), or both. Runs in whatever backend the tracker uses; the only method
+             that takes clicks.
   "network"  the tracker's own network refines the box: the box is given as the object's mask
              on the frame, the frame is segmented with it, and the result (kept inside the box)
              is given again, ``NETWORK_ROUNDS`` times. Runs in whatever backend the tracker uses.
   "grabcut"  OpenCV's GrabCut inside the box (the classical baseline).
   "box"      the filled box itself.
-Which is the default is decided on the hold-out sequences (``ttvos-eval --init box``: README,
-Evaluate).
+The default is decided on the hold-out sequences (``ttvos-eval --init box``: README, Evaluate):
+"head" where the tracker's weights have a box head, else "network".
 """
 
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-BOX_METHODS = ("network", "grabcut", "box")
-DEFAULT_BOX_METHOD = "network"
+from ros2_ttvos.prompt_crops import Click, crop_image, paste, prompt_maps, region_of
+
+BOX_METHODS = ("head", "network", "grabcut", "box")
+METHOD_CHOICES = ("auto", *BOX_METHODS)  # auto: ``default_method``
+DEFAULT_BOX_METHOD = "head"
+FALLBACK_BOX_METHOD = "network"  # the default where the weights have no box head
 NETWORK_ROUNDS = 3  # hold-out first-frame J 55.6 / 62.8 / 69.0 after 1 / 2 / 3 rounds (tracking J&F 70.5 all)
 GRABCUT_ITERATIONS = 5
 Box = Tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
@@ -43,6 +50,29 @@ def check_boxes(boxes: Mapping[int, Sequence[float]], shape: Tuple[int, int], ma
         if clipped[2] - clipped[0] < 2 or clipped[3] - clipped[1] < 2:
             raise ValueError(f"box of object {object_id} {box} lies outside the {width}x{height} image")
         checked[int(object_id)] = clipped
+    return checked
+
+
+def check_clicks(
+    clicks: Mapping[int, Sequence[Sequence[float]]], shape: Tuple[int, int], max_id: int = 255
+) -> Dict[int, List[Click]]:
+    """Clicks {object_id: [(x, y, positive), ...]} checked: ids in range, finite pixel positions
+    inside an image of ``shape`` (h, w); ValueError saying what is wrong."""
+    height, width = shape
+    checked: Dict[int, List[Click]] = {}
+    for object_id, points in clicks.items():
+        if not 1 <= int(object_id) <= max_id:
+            raise ValueError(f"object id {object_id} must be in 1..{max_id}")
+        if not points:
+            raise ValueError(f"object {object_id} has an empty list of clicks")
+        checked[int(object_id)] = []
+        for point in points:
+            if len(point) != 3 or not all(np.isfinite(float(v)) for v in point[:2]):
+                raise ValueError(f"click of object {object_id} must be (x, y, positive), got {point}")
+            x, y, positive = float(point[0]), float(point[1]), bool(point[2])
+            if not (0 <= x < width and 0 <= y < height):
+                raise ValueError(f"click ({x:g}, {y:g}) of object {object_id} lies outside the {width}x{height} image")
+            checked[int(object_id)].append((x, y, positive))
     return checked
 
 
@@ -92,10 +122,45 @@ def network_labels(tracker, image: np.ndarray, boxes: Dict[int, Box]) -> np.ndar
     return _paint(shape, masks, boxes)
 
 
-def box_labels(image: np.ndarray, boxes: Dict[int, Box], method: str, tracker=None) -> np.ndarray:
-    """The label image that ``boxes`` (checked) make on ``image`` by ``method``."""
+def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[int, List[Click]]) -> np.ndarray:
+    """The box head (in ``backend``) on each object's prompt; a pixel goes to the object most
+    sure of it, if any is more than half sure. A boxed object that gets no pixel keeps its box."""
+    if backend.box_crop is None:
+        raise ValueError(f"box method head: the {backend.name} backend's weights have no box head")
+    shape, size = image.shape[:2], backend.box_crop
+    ids = sorted(set(boxes) | set(clicks))
+    regions = [region_of(shape, boxes.get(object_id)) for object_id in ids]
+    crops = np.stack([crop_image(image, region, size).transpose(2, 0, 1) for region in regions]).astype(np.float32)
+    maps = np.stack(
+        [prompt_maps(region, size, boxes.get(i), clicks.get(i, ())) for i, region in zip(ids, regions, strict=True)]
+    )
+    probability = backend.box(crops, maps)
+    full = np.stack([paste(p[0], region, shape) for p, region in zip(probability, regions, strict=True)])
+    labels = np.zeros(shape, np.uint8)
+    sure = full.max(axis=0) > 0.5
+    labels[sure] = np.asarray(ids, np.uint8)[full.argmax(axis=0)[sure]]
+    for object_id in ids:
+        if object_id in boxes and not (labels == object_id).any():
+            labels[_inside(boxes[object_id], shape) & (labels == 0)] = object_id
+    return labels
+
+
+def default_method(tracker) -> str:
+    """ "head" where the tracker's backend has a box head, else ``FALLBACK_BOX_METHOD``."""
+    return DEFAULT_BOX_METHOD if getattr(tracker.backend, "box_crop", None) else FALLBACK_BOX_METHOD
+
+
+def box_labels(
+    image: np.ndarray, boxes: Dict[int, Box], method: str, tracker=None, clicks: Optional[Dict[int, List[Click]]] = None
+) -> np.ndarray:
+    """The label image that ``boxes`` and ``clicks`` (checked) make on ``image`` by ``method``
+    (clicks: "head" only)."""
     if method not in BOX_METHODS:
         raise ValueError(f"box method must be one of {BOX_METHODS}, got {method!r}")
+    if method == "head":
+        return head_labels(tracker.backend, image, boxes, clicks or {})
+    if clicks:
+        raise ValueError(f"clicks need box method head; {method} takes boxes only")
     if method == "network":
         return network_labels(tracker, image, boxes)
     shape = image.shape[:2]
@@ -103,20 +168,25 @@ def box_labels(image: np.ndarray, boxes: Dict[int, Box], method: str, tracker=No
     return _paint(shape, {object_id: make(box) for object_id, box in boxes.items()}, boxes)
 
 
-def mask_box(mask: np.ndarray) -> Box:
-    """The bounding box (x0, y0, x1, y1, exclusive ends) of a non-empty boolean mask."""
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def jittered(box: Box, rng: np.random.Generator, amount: float, shape: Tuple[int, int]) -> Box:
-    """``box`` moved and resized by up to ``amount`` of its size per side, as a detector's would be."""
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    dx0, dx1 = rng.uniform(-amount, amount, size=2) * w
-    dy0, dy1 = rng.uniform(-amount, amount, size=2) * h
-    out = (x0 + dx0, y0 + dy0, x1 + dx1, y1 + dy1)
-    height, width = shape
-    x0, y0 = max(0, round(out[0])), max(0, round(out[1]))
-    x1, y1 = min(width, max(x0 + 2, round(out[2]))), min(height, max(y0 + 2, round(out[3])))
-    return x0, y0, x1, y1
+def prompt_labels(
+    tracker,
+    image: np.ndarray,
+    boxes: Optional[Mapping[int, Sequence[float]]],
+    clicks: Optional[Mapping[int, Sequence[Sequence[float]]]],
+    method: Optional[str],
+    max_id: int,
+) -> np.ndarray:
+    """``Tracker.prompt_mask``: the prompts checked, then made a label image by ``method``."""
+    if not boxes and not clicks:
+        raise ValueError("no boxes and no clicks given")
+    checked = check_boxes(boxes, image.shape[:2], max_id) if boxes else {}
+    checked_clicks = check_clicks(clicks, image.shape[:2], max_id) if clicks else {}
+    unboxed = [i for i, points in checked_clicks.items() if i not in checked and not any(p[2] for p in points)]
+    if unboxed:
+        raise ValueError(f"objects {unboxed} have neither a box nor a positive click")
+    method = default_method(tracker) if method in (None, "auto") else method
+    labels = box_labels(image, checked, method, tracker, checked_clicks)
+    empty = [object_id for object_id in sorted({*checked, *checked_clicks}) if not (labels == object_id).any()]
+    if empty:
+        raise ValueError(f"objects {empty} get no pixels (covered by other objects, or nothing found at the clicks)")
+    return labels

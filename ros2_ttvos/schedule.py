@@ -32,7 +32,7 @@ def load_config(path: Path) -> Dict[str, Any]:
         if data.get(key):
             data[key] = str(_path(data[key], base))
     data["saliency"] = [[str(_path(a, base)), str(_path(b, base))] for a, b in data.get("saliency", [])]
-    for key in ("init_weights", "travel_dir"):
+    for key in ("init_weights", "travel_dir", "tracker_weights"):
         if config.get(key):
             config[key] = str(_path(config[key], base))
     return config

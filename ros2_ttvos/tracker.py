@@ -109,9 +109,10 @@ class Tracker:
         return self.backend.device
 
     @classmethod
-    def from_model(cls, model, device: str = "auto", precision: str = "fp32", **kwargs) -> "Tracker":
-        """A tracker running a TTVOS module with the torch backend (precision fp16: CUDA only)."""
-        return cls(backends.TorchBackend(model, device, precision), **kwargs)
+    def from_model(cls, model, device: str = "auto", precision: str = "fp32", box_prompter=None, **kwargs) -> "Tracker":
+        """A tracker running a TTVOS module with the torch backend (precision fp16: CUDA only);
+        ``box_prompter``: its box head (``checkpoint.box_prompter``), if any."""
+        return cls(backends.TorchBackend(model, device, precision, box_prompter), **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -172,7 +173,7 @@ class Tracker:
         else:
             path = checkpoint.SHIPPED_WEIGHTS if weights is None else Path(weights)
             model = checkpoint.build_model(checkpoint.load(path))
-        return cls.from_model(model, device, precision, **kwargs)
+        return cls.from_model(model, device, precision, checkpoint.box_prompter(model), **kwargs)
 
     # --- object management -----------------------------------------------------------------
     @property
@@ -236,26 +237,43 @@ class Tracker:
         self, image: np.ndarray, boxes: Mapping[int, Sequence[float]], method: Optional[str] = None
     ) -> List[int]:
         """Start tracking the objects in ``boxes`` ({object_id: (x0, y0, x1, y1)} in pixels of
-        ``image``, x1 and y1 exclusive), as ``add_objects`` does with the mask ``box_mask`` makes.
+        ``image``, x1 and y1 exclusive), as ``add_objects`` does with the mask ``prompt_mask`` makes.
         A bad box raises ValueError and changes nothing. Returns the ids added."""
-        return self.add_objects(image, self.box_mask(image, boxes, method))
+        return self.add_objects(image, self.prompt_mask(image, boxes, None, method))
+
+    def add_objects_from_prompts(
+        self,
+        image: np.ndarray,
+        boxes: Optional[Mapping[int, Sequence[float]]] = None,
+        clicks: Optional[Mapping[int, Sequence[Sequence[float]]]] = None,
+        method: Optional[str] = None,
+    ) -> List[int]:
+        """Start tracking objects given by boxes, clicks ({object_id: [(x, y, positive), ...]},
+        pixels of ``image``), or both for one object; see ``prompt_mask``. Returns the ids added."""
+        return self.add_objects(image, self.prompt_mask(image, boxes, clicks, method))
 
     def box_mask(
         self, image: np.ndarray, boxes: Mapping[int, Sequence[float]], method: Optional[str] = None
     ) -> np.ndarray:
-        """The label image that ``boxes`` make on ``image`` by ``method`` (``prompts.BOX_METHODS``;
-        None: ``prompts.DEFAULT_BOX_METHOD``). ValueError for a bad box (empty, outside the image,
-        an id out of range) and for a box whose object other boxes' objects cover entirely. The
-        tracked objects are untouched (any frame size will do)."""
+        """``prompt_mask`` with boxes only."""
+        return self.prompt_mask(image, boxes, None, method)
+
+    def prompt_mask(
+        self,
+        image: np.ndarray,
+        boxes: Optional[Mapping[int, Sequence[float]]] = None,
+        clicks: Optional[Mapping[int, Sequence[Sequence[float]]]] = None,
+        method: Optional[str] = None,
+    ) -> np.ndarray:
+        """The label image that ``boxes`` and ``clicks`` make on ``image`` by ``method``
+        (``prompts.BOX_METHODS``; None or "auto": "head" where the weights have a box head, else
+        "network"; clicks need "head"). ValueError for a bad box or click (empty, outside the image, an id out
+        of range) and for an object that ends with no pixels. The tracked objects are untouched (any
+        frame size will do)."""
         from ros2_ttvos import prompts
 
         self._check_image(image)
-        checked = prompts.check_boxes(boxes, image.shape[:2], MAX_OBJECT_ID)
-        labels = prompts.box_labels(image, checked, method or prompts.DEFAULT_BOX_METHOD, self)
-        hidden = [object_id for object_id in checked if not (labels == object_id).any()]
-        if hidden:
-            raise ValueError(f"boxes of objects {hidden} are covered by other boxes' objects")
-        return labels
+        return prompts.prompt_labels(self, image, boxes, clicks, method, MAX_OBJECT_ID)
 
     def remove_objects(self, object_ids: Iterable[int]) -> None:
         """Stop tracking ``object_ids``; unknown ids raise ValueError and nothing is removed."""

@@ -4,13 +4,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from ros2_ttvos import checkpoint, metrics
 from ros2_ttvos.demo import SAMPLE_ROOT, SAMPLE_SEQUENCE, sample_clip
 from ros2_ttvos.evaluate import track_sequence
-from ros2_ttvos.prompts import mask_box
+from ros2_ttvos.prompt_crops import mask_box
 from ros2_ttvos.tracker import Tracker
 
 INTERNAL_SIZE = 160
@@ -79,10 +80,16 @@ def test_bag_without_ground_truth_tracks_from_a_targets_file(bags, weights, tmp_
     assert (tmp_path / "timing-only" / "overlay.mp4").is_file()
 
 
-def test_a_box_starts_tracking_in_a_bag_with_ground_truth(bags, weights, tmp_path):
-    x0, y0, x1, y1 = mask_box(sample_clip().mask(0) > 0)
-    report = evaluate(bags, weights, tmp_path, "--every-frame", "--targets-box", f"{x0},{y0},{x1},{y1}")
+def test_a_box_or_a_click_starts_tracking_in_a_bag_with_ground_truth(bags, weights, tmp_path):
+    car = sample_clip().mask(0) > 0
+    x0, y0, x1, y1 = mask_box(car)
+    report = evaluate(bags, weights, tmp_path / "box", "--every-frame", "--targets-box", f"{x0},{y0},{x1},{y1}")
     assert report["timing"]["frames_out"] == 25
+    assert [o["object"] for o in report["scores"]["objects"]] == [1]
+    assert 0.0 < report["scores"]["overall"]["JF_mean"] <= 1.0
+    ys, xs = np.nonzero(car)
+    click = f"{np.median(xs):.0f},{np.median(ys):.0f}"
+    report = evaluate(bags, weights, tmp_path / "click", "--every-frame", "--targets-click", click)
     assert [o["object"] for o in report["scores"]["objects"]] == [1]
     assert 0.0 < report["scores"]["overall"]["JF_mean"] <= 1.0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ros2_ttvos.ros.node import PARAMETERS
+from ros2_ttvos.ros.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from ros2_ttvos import checkpoint
-from ros2_ttvos.prompts import mask_box
+from ros2_ttvos.prompt_crops import mask_box
 from ros2_ttvos.ros import conversions, harness
 from ros2_ttvos.tracker import Tracker
 from ttvos_interfaces.srv import RemoveObjects
@@ -321,6 +321,35 @@ def test_compressed_transport(tmp_path, weights, ros_client, clip):
         assert process.stop() == 0
 
 
+def test_clicks_start_tracking_over_dds_and_bad_clicks_are_refused(node, ros_client, clip):
+    """A click on the car (no mask, no box) starts an object; a box with a negative click too;
+    bad clicks get clear answers and change nothing."""
+    frames, masks = clip
+    ys, xs = np.nonzero(masks[0])
+    inside = (float(np.median(xs)), float(np.median(ys)), True)
+    request = ros_client.targets_request(None, SECOND, replace=True, image=frames[0], clicks={3: [inside]})
+    response = ros_client.call(ros_client.set_targets, request)
+    assert response.success and list(response.object_ids) == [3], response.message
+    car = mask_box(masks[0] > 0)
+    corner = (float(car[0]), float(car[1]), False)
+    both = ros_client.targets_request(None, SECOND, replace=True, image=frames[0], boxes={4: car}, clicks={4: [corner]})
+    response = ros_client.call(ros_client.set_targets, both)
+    assert response.success and list(response.object_ids) == [4], response.message
+    for clicks, message in [
+        ({2: [(5000.0, 10.0, True)]}, "outside"),
+        ({2: [corner]}, "neither a box nor a positive click"),
+    ]:
+        bad = ros_client.targets_request(None, SECOND, image=frames[0], clicks=clicks)
+        response = ros_client.call(ros_client.set_targets, bad)
+        assert not response.success and message in response.message, response.message
+    mismatched = ros_client.targets_request(None, SECOND, image=frames[0], clicks={2: [inside]})
+    mismatched.click_positive.append(True)
+    response = ros_client.call(ros_client.set_targets, mismatched)
+    assert not response.success and "one per click" in response.message, response.message
+    assert not ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[2])).success
+    assert ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[4])).success
+
+
 def test_boxes_start_tracking_over_dds_and_bad_boxes_are_refused(node, ros_client, clip):
     """A detector's box (no mask) starts an object; a mask and a box start two; bad boxes get
     clear answers and change nothing."""
@@ -350,7 +379,7 @@ def test_boxes_start_tracking_over_dds_and_bad_boxes_are_refused(node, ros_clien
     assert not response.success and "one id per box" in response.message
     nothing = ros_client.targets_request(None, SECOND, image=frames[0])
     response = ros_client.call(ros_client.set_targets, nothing)
-    assert not response.success and "neither a mask nor boxes" in response.message
+    assert not response.success and "no mask, no boxes and no clicks" in response.message
     # Nothing changed: objects 1 and 2 are tracked, 3 and 5 never were.
     assert not ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[3])).success
     assert ros_client.call(ros_client.remove, RemoveObjects.Request(object_ids=[1, 2])).success

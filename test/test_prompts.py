@@ -1,4 +1,4 @@
-"""Box prompts: boxes checked with clear errors, turned into masks, tracking started from them."""
+"""Box and click prompts: checked with clear errors, turned into masks, tracking started from them."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 
 from ros2_ttvos import metrics
 from ros2_ttvos.evaluate import main as eval_main
-from ros2_ttvos.prompts import BOX_METHODS, check_boxes, jittered, mask_box
+from ros2_ttvos.prompt_crops import jittered, mask_box
+from ros2_ttvos.prompts import BOX_METHODS, check_boxes, check_clicks
 from ros2_ttvos.tracker import Tracker
 
 
@@ -55,10 +56,39 @@ def test_a_box_starts_tracking_with_a_mask_closer_to_the_object_than_the_box(shi
         j[method] = float(metrics.region_similarity((labels == 5)[None], car[None])[0])
     assert j["box"] == pytest.approx(float(metrics.region_similarity(filled[None], car[None])[0]))
     assert j["network"] > j["box"] + 0.05 and j["grabcut"] > j["box"]
+    assert j["head"] > max(j["network"], j["grabcut"])  # the shipped box head, trained for it
     shipped_tracker.reset()
     assert shipped_tracker.add_objects_from_boxes(frames[0], {5: box}) == [5]
     result = shipped_tracker.step(frames[1])
     assert metrics.region_similarity((result.labels == 5)[None], (masks[1] > 0)[None])[0] > 0.7
+
+
+def test_clicks_make_a_mask_with_the_box_head_and_bad_clicks_get_clear_errors(shipped_tracker, clip):
+    frames, masks = clip
+    car = masks[0] > 0
+    ys, xs = np.nonzero(car)
+    inside = (float(np.median(xs)), float(np.median(ys)), True)
+    shipped_tracker.reset()
+    labels = shipped_tracker.prompt_mask(frames[0], None, {2: [inside]})
+    assert metrics.region_similarity((labels == 2)[None], car[None])[0] > 0.5
+    x0, y0, x1, y1 = mask_box(car)
+    with_negative = shipped_tracker.prompt_mask(frames[0], {2: (x0, y0, x1, y1)}, {2: [(x0 + 1.0, y0 + 1.0, False)]})
+    assert (with_negative == 2).any() and set(np.unique(with_negative)) <= {0, 2}
+    for clicks, message in [
+        ({2: [(9000.0, 5.0, True)]}, "outside"),
+        ({2: [(5.0, 5.0)]}, r"\(x, y, positive\)"),
+        ({2: []}, "empty list"),
+        ({0: [inside]}, "must be in 1..255"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_clicks(clicks, car.shape)
+    with pytest.raises(ValueError, match="neither a box nor a positive click"):
+        shipped_tracker.prompt_mask(frames[0], None, {2: [(5.0, 5.0, False)]})
+    with pytest.raises(ValueError, match="clicks need box method head"):
+        shipped_tracker.prompt_mask(frames[0], {2: (x0, y0, x1, y1)}, {2: [inside]}, "grabcut")
+    shipped_tracker.add_objects(frames[0], masks[0])
+    assert shipped_tracker.add_objects_from_prompts(frames[0], clicks={3: [inside]}) == [3]
+    assert shipped_tracker.object_ids == [1, 3]
 
 
 def test_a_bad_box_changes_nothing(shipped_tracker, clip):
@@ -80,5 +110,9 @@ def test_evaluation_can_start_from_boxes(tiny_config, tmp_path):
     args += ["--backend", "torch", "--device", "cpu", "--internal-size", "64", "--init", "box", "--box-jitter", "0.1"]
     assert eval_main([*args, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["init"] == "box" and summary["box_method"] == "network" and summary["box_jitter"] == 0.1
+    assert summary["init"] == "box" and summary["box_method"] == "head" and summary["box_jitter"] == 0.1
     assert 0.0 < summary["given_J_mean"] < 1.0
+    clicked = tmp_path / "clicked"
+    assert eval_main([*args[:-4], "--init", "click", "--out", str(clicked)]) == 0
+    summary = json.loads((clicked / "summary.json").read_text())
+    assert summary["init"] == "click" and summary["box_method"] == "head" and 0.0 < summary["given_J_mean"] < 1.0

@@ -16,6 +16,10 @@ from torch import nn
 # Last block index of each stride in EfficientNet-Lite0 and its channel count.
 STAGE_END_BLOCKS = {4: 2, 8: 4, 16: 10, 32: 15}
 STAGE_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
+# The stride 2 / 4 / 8 / 16 features come from blocks that no checkpoint trains (only the last
+# block does): the box head (model/box_head.py) reads them.
+FROZEN_STAGE_END_BLOCKS = {2: 0, 4: 2, 8: 4, 16: 10}
+FROZEN_STAGE_CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112}
 
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
@@ -82,6 +86,31 @@ class LiteBackbone(nn.Module):
         for part in frozen:
             part.eval()
         return self
+
+    def frozen_features(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(f2, f4, f8, f16) of ``image`` (H and W multiples of 16) from the stem and blocks 0-10,
+        which stay at their ImageNet weights while the tracker trains."""
+        x = self.stem((image - self.mean) / self.std)
+        features: List[torch.Tensor] = []
+        ends = set(FROZEN_STAGE_END_BLOCKS.values())
+        for index, block in enumerate(self.blocks[: FROZEN_STAGE_END_BLOCKS[16] + 1]):
+            x = block(x)
+            if index in ends:
+                features.append(x)
+        return tuple(features)
+
+    def frozen_digest(self) -> str:
+        """Digest of the weights ``frozen_features`` uses (rounded to float16, as shipped weights are)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        parts = [self.stem, *self.blocks[: FROZEN_STAGE_END_BLOCKS[16] + 1]]
+        for part in parts:
+            for name, tensor in sorted(part.state_dict().items()):
+                if tensor.is_floating_point():
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().cpu().half().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem((image - self.mean) / self.std)

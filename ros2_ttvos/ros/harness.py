@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import Point
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -182,9 +183,10 @@ class Client:
         return header
 
     def targets_request(
-        self, labels: Optional[np.ndarray], stamp_ns: int, replace: bool = False, image=None, boxes=None
+        self, labels: Optional[np.ndarray], stamp_ns: int, replace: bool = False, image=None, boxes=None, clicks=None
     ):
-        """A set_targets request: a label mask (or None), the frame, boxes {id: (x0, y0, x1, y1)}."""
+        """A set_targets request: a label mask (or None), the frame, boxes {id: (x0, y0, x1, y1)},
+        clicks {id: [(x, y, positive), ...]}."""
         request = SetTargets.Request(replace=replace)
         if labels is not None:
             request.mask = conversions.labels_to_image(labels, self.header(stamp_ns))
@@ -193,6 +195,11 @@ class Client:
         for object_id, box in (boxes or {}).items():
             request.boxes.append(conversions.box_to_roi(box))
             request.box_ids.append(object_id)
+        for object_id, points in (clicks or {}).items():
+            for x, y, positive in points:
+                request.clicks.append(Point(x=float(x), y=float(y)))
+                request.click_ids.append(object_id)
+                request.click_positive.append(bool(positive))
         return request
 
     def wait_for_masks(self, count: int, timeout: float = 120.0) -> None:

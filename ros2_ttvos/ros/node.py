@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -31,94 +31,15 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_srvs.srv import Trigger
 
 from ros2_ttvos.checkpoint import CheckpointError
-from ros2_ttvos.prompts import BOX_METHODS, DEFAULT_BOX_METHOD
 from ros2_ttvos.ros import conversions
 from ros2_ttvos.ros.frame_queue import FrameQueue
-from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
+from ros2_ttvos.ros.parameters import CHOICES, PARAMETERS, RUNTIME_PARAMETERS, NodeConfig
+from ros2_ttvos.ros.targets import parse_request, target_labels
+from ros2_ttvos.tracker import Tracker
 from ttvos_interfaces.msg import TrackedObject, TrackedObjects
 from ttvos_interfaces.srv import RemoveObjects, SetTargets
 
 STATS_WINDOW = 200
-
-
-def _descriptor(description: str, *, runtime: bool = False, integer=None, floating=None) -> ParameterDescriptor:
-    """Descriptor with an optional [lo, hi] integer or floating-point range."""
-    descriptor = ParameterDescriptor(description=description)
-    descriptor.additional_constraints = (
-        "changeable at run time" if runtime else "applied on configure (cleanup, set it, configure again)"
-    )
-    if integer is not None:
-        descriptor.integer_range = [IntegerRange(from_value=integer[0], to_value=integer[1], step=1)]
-    if floating is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=floating[0], to_value=floating[1], step=0.0)]
-    return descriptor
-
-
-# name -> (default, descriptor). Every parameter of the node is declared here, in one place.
-PARAMETERS = {
-    "device": ("auto", _descriptor("auto (CUDA when present, else CPU), cpu or cuda:N")),
-    "weights": ("", _descriptor("checkpoint (torch) or ttvos-export folder (onnxruntime); empty = shipped")),
-    "backend": ("auto", _descriptor("auto (fastest installed for the device), torch, onnxruntime or openvino")),
-    "precision": (
-        "auto",
-        _descriptor("auto (bf16 with openvino on CPUs with bf16 units, else fp32), fp32, bf16 or fp16 (torch, CUDA)"),
-    ),
-    "internal_size": (480, _descriptor("short side (px) at which frames are processed", integer=(32, 2160))),
-    "threads": (0, _descriptor("CPU threads of the backend; 0 = its default (all cores)", integer=(0, 256))),
-    "max_objects": (16, _descriptor("highest object id accepted by set_targets", integer=(1, 255))),
-    "confidence_threshold": (
-        0.5,
-        _descriptor(
-            "objects below it are reported not visible and hold what hold_when_lost names",
-            runtime=True,
-            floating=(0.0, 1.0),
-        ),
-    ),
-    "hold_when_lost": (
-        "template",
-        _descriptor("what a lost object keeps: template (long-term), state (all of it) or none", runtime=True),
-    ),  # fmt: skip
-    "box_method": (
-        DEFAULT_BOX_METHOD,
-        _descriptor("how set_targets makes a box a mask: network (the tracker's own), grabcut or box", runtime=True),
-    ),
-    "publish_overlay": (True, _descriptor("compute debug/overlay while it has subscribers", runtime=True)),
-    "process_every_frame": (False, _descriptor("true: every frame in order (replay); false: latest frame only")),
-    "queue_size": (30, _descriptor("frames queued in process_every_frame mode", integer=(1, 1000))),
-    "frame_buffer": (30, _descriptor("recent frames kept for set_targets by stamp", integer=(1, 300))),
-    "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
-    "autostart": (True, _descriptor("configure and activate on start-up")),
-}
-RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "box_method", "publish_overlay"}
-CHOICES = {
-    "hold_when_lost": HOLD_POLICIES,
-    "image_transport": ("raw", "compressed"),
-    "backend": ("torch", "onnxruntime", "openvino", "auto"),
-    "precision": ("auto", "fp32", "bf16", "int8", "fp16"),
-    "box_method": BOX_METHODS,
-}
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """The node's parameters as read on configure."""
-
-    device: str
-    weights: str
-    backend: str
-    precision: str
-    internal_size: int
-    threads: int
-    max_objects: int
-    confidence_threshold: float
-    hold_when_lost: str
-    box_method: str
-    publish_overlay: bool
-    process_every_frame: bool
-    queue_size: int
-    frame_buffer: int
-    image_transport: str
-    autostart: bool
 
 
 @dataclass
@@ -395,29 +316,6 @@ class TTVOSNode(LifecycleNode):
             return self._recent[-1].rgb, "latest frame"
         return None, ""
 
-    @staticmethod
-    def _request_targets(request, image: Optional[np.ndarray]) -> Tuple[np.ndarray, Dict[int, tuple]]:
-        """The request's label mask (zeros when it has none) and boxes {id: (x0, y0, x1, y1)};
-        ValueError or ConversionError saying what is wrong."""
-        if image is None:
-            raise ValueError("no frame received yet: send the image with the request or wait for the camera")
-        if len(request.boxes) != len(request.box_ids):
-            raise ValueError(f"{len(request.boxes)} boxes but {len(request.box_ids)} box_ids: one id per box")
-        box_ids = [int(i) for i in request.box_ids]
-        if len(set(box_ids)) != len(box_ids):
-            raise ValueError(f"box_ids repeat an id: {box_ids}")
-        if not request.mask.data and not box_ids:
-            raise ValueError("the request has neither a mask nor boxes")
-        labels = np.zeros(image.shape[:2], np.uint8)
-        if request.mask.data:
-            labels = conversions.image_to_labels(request.mask)
-            if not labels.any():
-                raise ValueError("mask has no object pixels (all background)")
-        clash = sorted(set(box_ids) & {int(v) for v in np.unique(labels)})
-        if clash:
-            raise ValueError(f"box_ids {clash} are also ids of the mask")
-        return labels, {i: conversions.roi_to_box(roi) for i, roi in zip(box_ids, request.boxes, strict=True)}
-
     def _on_set_targets(self, request, response):
         response.success = False
         if self._state_label != "active":
@@ -425,11 +323,11 @@ class TTVOSNode(LifecycleNode):
             return response
         try:
             image, source = self._frame_for(request)
-            labels, boxes = self._request_targets(request, image)
+            targets = parse_request(request, image)
         except (conversions.ConversionError, ValueError) as error:
             response.message = str(error)
             return response
-        ids = [int(v) for v in np.unique(labels) if v != 0] + sorted(boxes)
+        ids = targets.ids
         too_high = [i for i in ids if i > self.config.max_objects]
         if too_high:
             response.message = f"object ids {too_high} exceed max_objects={self.config.max_objects}"
@@ -440,12 +338,7 @@ class TTVOSNode(LifecycleNode):
                 response.message = f"{len(kept) + len(ids)} objects would exceed max_objects={self.config.max_objects}"
                 return response
             try:
-                if boxes:  # each box made into a mask on the frame; the mask's own pixels stay theirs
-                    made = self.tracker.box_mask(image, boxes, self.config.box_method)
-                    labels = np.where(labels > 0, labels, made).astype(np.uint8)
-                    covered = [i for i in boxes if not (labels == i).any()]
-                    if covered:
-                        raise ValueError(f"the objects of boxes {covered} lie entirely under the mask's objects")
+                labels = target_labels(self.tracker, image, targets, self.config.box_method)
                 if request.replace:
                     self.tracker.reset()
                 added = self.tracker.add_objects(image, labels)
