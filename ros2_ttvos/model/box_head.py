@@ -1,7 +1,7 @@
 """The box head: a prompt (box and/or clicks) on a crop -> the object's mask in that crop.
 
 A small decoder over the tracker's own backbone, the part of it no checkpoint trains (stem and
-blocks 0-10, ``LiteBackbone.frozen_features``): one head serves every tracker checkpoint whose
+blocks up to stride 16, ``LiteBackbone.frozen_features``): one head serves every tracker checkpoint whose
 frozen trunk it was trained on (``LiteBackbone.frozen_digest``), and costs no backbone weights
 of its own. Inputs are made by ``prompt_crops``: the crop (N, 3, S, S) float RGB in [0, 255]
 and the prompt maps (N, 3, S, S) (box, positive clicks, negative clicks), S a multiple of 16.

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.backbone import DEFAULT_VARIANT, STAGE_CHANNELS, LiteBackbone
 
 HISTORY_FRAMES = 3
 LONG_TERM_BRANCHES = ("query", "key", "value")
@@ -45,6 +45,7 @@ class TTVOSConfig:
     attention_channels: int = 48
     decoder_channels: int = 16
     trainable_backbone_blocks: int = 1
+    backbone: str = DEFAULT_VARIANT  # or "efficientnet-lite1" (model/backbone.py)
     use_short_term: bool = True
     use_long_term: bool = True
     adaptive_update: bool = True  # False: fixed weight 1/(t+1), as in the paper's earlier work
@@ -204,7 +205,7 @@ def _conv_relu(
 
 
 class TTVOS(nn.Module):
-    """TTVOS with an EfficientNet-Lite0 backbone.
+    """TTVOS with an EfficientNet-Lite0 (``TTVOSConfig.backbone``: or Lite1) backbone.
 
     Streaming use (what the tracker does):
       feats = net.encode_image(image)                     # once per frame
@@ -217,7 +218,7 @@ class TTVOS(nn.Module):
     def __init__(self, config: Optional[TTVOSConfig] = None, pretrained_backbone: bool = True):
         super().__init__()
         self.config = config = config or TTVOSConfig()
-        self.backbone = LiteBackbone(pretrained_backbone, config.trainable_backbone_blocks)
+        self.backbone = LiteBackbone(pretrained_backbone, config.trainable_backbone_blocks, config.backbone)
         c4, c8, c16, c32 = (STAGE_CHANNELS[s] for s in (4, 8, 16, 32))
         i, lt, a, d = (
             config.short_term_channels,
