@@ -279,6 +279,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--train", action="store_true", help="training frames/s per precision and layout (4 clips x 8 frames)"
     )
     parser.add_argument("--boxes", action="store_true", help="time to turn a box into a mask, per method")
+    parser.add_argument("--prompt-davis", type=Path, metavar="DAVIS_ROOT", help="--boxes: also mask J on these frames")
+    parser.add_argument("--prompt-split", default="train", help="--boxes: DAVIS16 split of --prompt-sequences")
+    parser.add_argument(
+        "--prompt-sequences", type=lambda s: [x for x in s.split(",") if x], default=["bmx-bumps", "hockey", "swing"],
+        help="--boxes: sequences for mask J (default: the hold-out train sequences)",
+    )  # fmt: skip
+    parser.add_argument("--precision", default="auto", help="--boxes: tracker precision (auto, fp32, bf16, int8)")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 
     ttvos-box-train --config config/box_head.yaml [--resume] [--minutes M]
     ttvos-box-train --config config/box_head.yaml --export ros2_ttvos/weights/ttvos_box_head.pt
+    ttvos-box-train --config config/box_head.yaml --plot      # RUN_DIR/curves.png
 
 Samples come from the still sets and DAVIS16 train frames (``data/box_samples.py``), never
 from the hold-out sequences or the hold-out still shards. Every ``holdout_every`` steps the head
@@ -34,6 +35,7 @@ from ros2_ttvos.data.pack import PackedStills
 from ros2_ttvos.model.box_head import BoxHead, BoxHeadConfig, BoxPrompter
 from ros2_ttvos.prompt_crops import crop_image, jittered, mask_box, paste, prompt_maps, region_of
 from ros2_ttvos.schedule import cpu_has_native_bf16, load_config, resolve_precision
+from ros2_ttvos.visualize import plot_box_run
 
 LOG = logging.getLogger("ttvos-box-train")
 LOG_FIELDS = [
@@ -255,12 +257,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--minutes", type=float, help="stop after this many minutes")
     parser.add_argument("--run-dir", type=Path, help="override the config's run_dir")
     parser.add_argument("--export", type=Path, metavar="OUT", help="write the run's best head to OUT and exit")
+    parser.add_argument("--plot", action="store_true", help="write RUN_DIR/curves.png and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = load_config(args.config)
         if args.run_dir:
             config["run_dir"] = str(args.run_dir.expanduser().resolve())
+        if args.plot:
+            print(plot_box_run(Path(config["run_dir"])))
+            return 0
         if args.export:
             extra = export_box_head(Path(config["run_dir"]), args.export)
             print(f"wrote {args.export} (step {extra['step']}, hold-out {json.dumps(extra['holdout'])})")

@@ -146,7 +146,8 @@ def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[
 
 
 def default_method(tracker) -> str:
-    """ "head" where the tracker's backend has a box head, else ``FALLBACK_BOX_METHOD``."""
+    """What "auto" means for ``tracker``: "head" where its backend has a box head, else
+    ``FALLBACK_BOX_METHOD``."""
     return DEFAULT_BOX_METHOD if getattr(tracker.backend, "box_crop", None) else FALLBACK_BOX_METHOD
 
 

@@ -99,3 +99,36 @@ def plot_run(run_dir: Path) -> Path:
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)
     return out
+
+
+def plot_box_run(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/curves.png`` for a box-head run (``ttvos-box-train``): loss and hold-out J."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(run_dir / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    steps = np.array([int(r["step"]) for r in rows])
+    losses = np.array([float(r["loss"]) for r in rows])
+    window = max(1, min(100, len(losses) // 10))
+    fig, (ax_loss, ax_j) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax_loss.plot(steps[window - 1 :], np.convolve(losses, np.ones(window) / window, mode="valid"))
+    ax_loss.set(xlabel="step", ylabel="BCE + soft IoU (moving average)", title="box head: training loss")
+    checked = [r for r in rows if r["selection"]]
+    labels = {
+        "holdout_sequences_J": "hold-out sequences, exact box",
+        "holdout_jittered_J": "hold-out sequences, box jittered 10 %",
+        "holdout_stills_J": "hold-out stills, exact box",
+    }
+    for key, label in labels.items():
+        ax_j.plot([int(r["step"]) for r in checked], [100 * float(r[key]) for r in checked], "o-", label=label)
+    ax_j.set(xlabel="step", ylabel="J of the mask (%)", title="box head: hold-out J")
+    ax_j.legend()
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
