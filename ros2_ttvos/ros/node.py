@@ -21,7 +21,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 
 from ros2_ttvos.checkpoint import CheckpointError
 from ros2_ttvos.ros import conversions
+from ros2_ttvos.ros.diagnostics import RollingStats, tracking_status
 from ros2_ttvos.ros.frame_queue import FrameQueue
 from ros2_ttvos.ros.parameters import CHOICES, PARAMETERS, RUNTIME_PARAMETERS, NodeConfig
 from ros2_ttvos.ros.targets import parse_request, target_labels
@@ -39,33 +40,12 @@ from ros2_ttvos.tracker import Tracker
 from ttvos_interfaces.msg import TrackedObject, TrackedObjects
 from ttvos_interfaces.srv import RemoveObjects, SetTargets
 
-STATS_WINDOW = 200
-
 
 @dataclass
 class Frame:
     rgb: np.ndarray
     header: object
     received: float  # time.monotonic() at arrival
-
-
-class RollingStats:
-    """Recent values and event times for the diagnostics."""
-
-    def __init__(self):
-        self.values: Deque[float] = deque(maxlen=STATS_WINDOW)
-        self.times: Deque[float] = deque(maxlen=STATS_WINDOW)
-
-    def add(self, value: float = 0.0) -> None:
-        self.values.append(value)
-        self.times.append(time.monotonic())
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.values, q)) if self.values else float("nan")
-
-    def rate(self, window: float = 5.0) -> float:
-        now = time.monotonic()
-        return sum(1 for t in self.times if now - t <= window) / window
 
 
 class TTVOSNode(LifecycleNode):
@@ -374,7 +354,6 @@ class TTVOSNode(LifecycleNode):
 
     # --- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: tracking", hardware_id="ttvos")
         dropped = self._queue.dropped if self._queue else 0
         tracker = self.tracker
         values = {
@@ -391,13 +370,7 @@ class TTVOSNode(LifecycleNode):
             "bad_frames": self._bad_frames,
             "last_error": self._last_error,
         }
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        if self._state_label != "active":
-            status.level, status.message = DiagnosticStatus.WARN, f"not processing ({self._state_label})"
-        elif self._last_error:
-            status.level, status.message = DiagnosticStatus.WARN, self._last_error
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "tracking"
+        status = tracking_status(f"{self.get_fully_qualified_name()}: tracking", values, self._state_label)
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(msg)
