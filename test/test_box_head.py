@@ -95,6 +95,9 @@ def test_a_box_head_run_trains_selects_resumes_and_exports(box_config, tmp_path)
     assert resumed.step == 4
     out = tmp_path / "head.pt"
     extra = export_box_head(Path(box_config["run_dir"]), out)
+    (Path(box_config["run_dir"]) / "last.pt").write_bytes(b"damaged")
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
+        BoxTrainer(box_config).resume()
     assert 0.0 <= extra["holdout"]["selection"] <= 1.0
     head, trunk = checkpoint.load_box_head(out)
     shipped = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS))
