@@ -29,11 +29,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, metrics
+from ros2_ttvos.backends import TorchBackend
 from ros2_ttvos.data.box_samples import PromptBatches, frame_sampler
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.data.pack import PackedStills
 from ros2_ttvos.model.box_head import BoxHead, BoxHeadConfig, BoxPrompter
-from ros2_ttvos.prompt_crops import crop_image, jittered, mask_box, paste, prompt_maps, region_of
+from ros2_ttvos.prompt_crops import jittered, mask_box
+from ros2_ttvos.prompts import head_probabilities
 from ros2_ttvos.schedule import cpu_has_native_bf16, load_config, resolve_precision
 from ros2_ttvos.visualize import plot_box_run
 
@@ -61,17 +63,12 @@ def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return bce + (1.0 - overlap / union.clamp(min=1.0)).mean()
 
 
-def box_probability(prompter: BoxPrompter, image: np.ndarray, box, size: int) -> np.ndarray:
-    """The head's foreground probability for ``box`` on ``image``, at the image's size (torch)."""
-    region = region_of(image.shape[:2], box)
-    crop = torch.from_numpy(crop_image(image, region, size)).permute(2, 0, 1)[None].float()
-    maps = torch.from_numpy(prompt_maps(region, size, box))[None]
-    with torch.no_grad():
-        probability = prompter(crop, maps)[0, 0].numpy()
-    return paste(probability, region, image.shape[:2])
+def box_probability(backend: TorchBackend, image: np.ndarray, box) -> np.ndarray:
+    """The head's foreground probability for ``box`` on ``image``, at the image's size."""
+    return head_probabilities(backend, image, {1: box}, {})[1][0]
 
 
-def prompt_holdout(prompter: BoxPrompter, sequences, stills: List[Tuple[np.ndarray, np.ndarray]], size: int):
+def prompt_holdout(backend: TorchBackend, sequences, stills: List[Tuple[np.ndarray, np.ndarray]]):
     """Mean J of box-made masks on the hold-out: every 3rd frame of ``sequences`` with exact and
     jittered boxes (fixed seed), and ``stills`` with exact boxes."""
     rng = np.random.default_rng(0)
@@ -84,11 +81,11 @@ def prompt_holdout(prompter: BoxPrompter, sequences, stills: List[Tuple[np.ndarr
             image, truth = sequence.image(index), mask > 0
             box = mask_box(truth)
             for scores, prompt in ((exact, box), (jitter, jittered(box, rng, HOLDOUT_JITTER, truth.shape))):
-                found = box_probability(prompter, image, prompt, size) > 0.5
+                found = box_probability(backend, image, prompt) > 0.5
                 scores.append(float(metrics.region_similarity(found[None], truth[None])[0]))
     for image, mask in stills:
         truth = mask > 0
-        found = box_probability(prompter, image, mask_box(truth), size) > 0.5
+        found = box_probability(backend, image, mask_box(truth)) > 0.5
         still_j.append(float(metrics.region_similarity(found[None], truth[None])[0]))
     scores = {
         "holdout_sequences_J": float(np.mean(exact)),
@@ -118,6 +115,7 @@ class BoxTrainer:
         self.prompter = BoxPrompter(tracker.backbone.eval(), self.head)
         for parameter in tracker.backbone.parameters():
             parameter.requires_grad_(False)
+        self.backend = TorchBackend(tracker, "cpu", box_prompter=self.prompter)  # the hold-out check's
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=config["lr"])
         self.step = 0
         self.best = -1.0
@@ -206,7 +204,7 @@ class BoxTrainer:
 
     def holdout_check(self) -> Dict[str, float]:
         self.head.eval()
-        scores = prompt_holdout(self.prompter, self.holdout_sequences, self.holdout_stills, self.size)
+        scores = prompt_holdout(self.backend, self.holdout_sequences, self.holdout_stills)
         self.head.train()
         if scores["selection"] > self.best:
             self.best = scores["selection"]
@@ -248,10 +246,9 @@ class BoxTrainer:
 
 def export_box_head(run_dir: Path, out: Path) -> Dict[str, Any]:
     """Write the run's best head as a float16 box head file; returns its hold-out scores."""
-    payload = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
-    head, trunk = checkpoint.load_box_head(run_dir / "best.pt")
+    head, payload = checkpoint.load_box_head(run_dir / "best.pt")
     extra = {"step": payload["step"], "holdout": payload["holdout"]}
-    checkpoint.save_atomic(checkpoint.box_head_payload(head, trunk, half=True, **extra), out)
+    checkpoint.save_atomic(checkpoint.box_head_payload(head, payload["trunk"], half=True, **extra), out)
     return extra
 
 

@@ -105,9 +105,9 @@ def box_head_payload(head: BoxHead, trunk_digest: str, half: bool = False, **ext
     return {"format": BOX_HEAD_FORMAT, "config": head.config.to_dict(), "head": state, "trunk": trunk_digest, **extra}
 
 
-def load_box_head(path: Union[str, Path]) -> Tuple[BoxHead, str]:
-    """(head, digest of the frozen trunk it was trained on) from a box head file; CheckpointError
-    saying what is wrong with the file."""
+def load_box_head(path: Union[str, Path]) -> Tuple[BoxHead, Dict[str, Any]]:
+    """(head, the file's payload) from a box head file; ``payload["trunk"]`` is the digest of the
+    frozen trunk it was trained on. CheckpointError saying what is wrong with the file."""
     if not Path(path).is_file():
         raise CheckpointError(f"box head not found: {path}")
     try:
@@ -122,7 +122,7 @@ def load_box_head(path: Union[str, Path]) -> Tuple[BoxHead, str]:
         head.load_state_dict({k: v.float() for k, v in payload["head"].items()}, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"box head {path} does not fit this version: {error}") from error
-    return head.eval(), payload["trunk"]
+    return head.eval(), payload
 
 
 def box_prompter(model: TTVOS, path: Optional[Union[str, Path]] = None) -> Optional[BoxPrompter]:
@@ -132,8 +132,8 @@ def box_prompter(model: TTVOS, path: Optional[Union[str, Path]] = None) -> Optio
     if not path.is_file():
         LOG.warning("no box head at %s: box prompts use the network or grabcut methods", path)
         return None
-    head, trunk = load_box_head(path)
-    if trunk != model.backbone.frozen_digest():
+    head, payload = load_box_head(path)
+    if payload["trunk"] != model.backbone.frozen_digest():
         LOG.warning("box head %s was trained on another backbone trunk: not used", path)
         return None
     return BoxPrompter(model.backbone, head).eval()

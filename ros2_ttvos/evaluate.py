@@ -27,7 +27,7 @@ from ros2_ttvos import checkpoint, metrics
 from ros2_ttvos.data.box_samples import object_clicks
 from ros2_ttvos.data.davis import Davis, DavisSequence, read_mask, write_mask
 from ros2_ttvos.prompt_crops import jittered, mask_box
-from ros2_ttvos.prompts import METHOD_CHOICES, default_method
+from ros2_ttvos.prompts import METHOD_CHOICES, resolve_method
 from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 
 LOG = logging.getLogger("ttvos-eval")
@@ -57,7 +57,7 @@ class PromptInit:
     (``data.box_samples.object_clicks``). Seeded per sequence."""
 
     kind: str = "box"
-    method: Optional[str] = None  # None or auto: prompts.default_method
+    method: Optional[str] = None  # None or auto: see prompts.resolve_method
     jitter: float = 0.0
     seed: int = 0
 
@@ -233,7 +233,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
         init=args.init if tracker else None,
-        box_method=(default_method(tracker) if args.box_method == "auto" else args.box_method) if prompt_init else None,
+        box_method=resolve_method(tracker, args.box_method) if prompt_init else None,
         box_jitter=args.box_jitter if prompt_init else None,
         given_J_mean=float(np.mean(given_j)) if given_j else None,  # J of the masks tracking started from
         threads=args.threads if tracker else None,

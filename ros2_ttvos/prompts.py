@@ -22,7 +22,7 @@ import numpy as np
 from ros2_ttvos.prompt_crops import Click, crop_image, paste, prompt_maps, region_of
 
 BOX_METHODS = ("head", "network", "grabcut", "box")
-METHOD_CHOICES = ("auto", *BOX_METHODS)  # auto: ``default_method``
+METHOD_CHOICES = ("auto", *BOX_METHODS)  # auto: see ``resolve_method``
 DEFAULT_BOX_METHOD = "head"
 FALLBACK_BOX_METHOD = "network"  # the default where the weights have no box head
 NETWORK_ROUNDS = 3  # hold-out first-frame J 55.6 / 62.8 / 69.0 after 1 / 2 / 3 rounds (tracking J&F 70.5 all)
@@ -122,9 +122,11 @@ def network_labels(tracker, image: np.ndarray, boxes: Dict[int, Box]) -> np.ndar
     return _paint(shape, masks, boxes)
 
 
-def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[int, List[Click]]) -> np.ndarray:
-    """The box head (in ``backend``) on each object's prompt; a pixel goes to the object most
-    sure of it, if any is more than half sure. A boxed object that gets no pixel keeps its box."""
+def head_probabilities(
+    backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[int, List[Click]]
+) -> Tuple[List[int], np.ndarray]:
+    """(ids, (N, H, W) probabilities at the image's size): the box head (in ``backend``) on each
+    object's prompt, rows in the order of ``ids``."""
     if backend.box_crop is None:
         raise ValueError(f"box method head: the {backend.name} backend's weights have no box head")
     shape, size = image.shape[:2], backend.box_crop
@@ -135,7 +137,14 @@ def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[
         [prompt_maps(region, size, boxes.get(i), clicks.get(i, ())) for i, region in zip(ids, regions, strict=True)]
     )
     probability = backend.box(crops, maps)
-    full = np.stack([paste(p[0], region, shape) for p, region in zip(probability, regions, strict=True)])
+    return ids, np.stack([paste(p[0], region, shape) for p, region in zip(probability, regions, strict=True)])
+
+
+def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[int, List[Click]]) -> np.ndarray:
+    """``head_probabilities`` as labels: a pixel goes to the object most sure of it, if any is
+    more than half sure. A boxed object that gets no pixel keeps its box."""
+    shape = image.shape[:2]
+    ids, full = head_probabilities(backend, image, boxes, clicks)
     labels = np.zeros(shape, np.uint8)
     sure = full.max(axis=0) > 0.5
     labels[sure] = np.asarray(ids, np.uint8)[full.argmax(axis=0)[sure]]
@@ -145,9 +154,11 @@ def head_labels(backend, image: np.ndarray, boxes: Dict[int, Box], clicks: Dict[
     return labels
 
 
-def default_method(tracker) -> str:
-    """What "auto" means for ``tracker``: "head" where its backend has a box head, else
-    ``FALLBACK_BOX_METHOD``."""
+def resolve_method(tracker, method: Optional[str]) -> str:
+    """``method``, with None and "auto" made "head" where ``tracker``'s backend has a box head,
+    else ``FALLBACK_BOX_METHOD``."""
+    if method not in (None, "auto"):
+        return method
     return DEFAULT_BOX_METHOD if getattr(tracker.backend, "box_crop", None) else FALLBACK_BOX_METHOD
 
 
@@ -185,8 +196,7 @@ def prompt_labels(
     unboxed = [i for i, points in checked_clicks.items() if i not in checked and not any(p[2] for p in points)]
     if unboxed:
         raise ValueError(f"objects {unboxed} have neither a box nor a positive click")
-    method = default_method(tracker) if method in (None, "auto") else method
-    labels = box_labels(image, checked, method, tracker, checked_clicks)
+    labels = box_labels(image, checked, resolve_method(tracker, method), tracker, checked_clicks)
     empty = [object_id for object_id in sorted({*checked, *checked_clicks}) if not (labels == object_id).any()]
     if empty:
         raise ValueError(f"objects {empty} get no pixels (covered by other objects, or nothing found at the clicks)")

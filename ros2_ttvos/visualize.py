@@ -2,7 +2,7 @@
 
 import csv
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import cv2
 import numpy as np
@@ -64,24 +64,45 @@ class VideoWriter:
         self.close()
 
 
-def plot_run(run_dir: Path) -> Path:
-    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
+def _log_rows(run_dir: Path) -> List[Dict[str, str]]:
+    """The rows of ``RUN_DIR/log.csv``; ValueError when it has none yet."""
+    with open(run_dir / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    return rows
+
+
+def _two_panels():
+    """A figure of two side-by-side axes, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(run_dir / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    return plt.subplots(1, 2, figsize=(12, 4.5))
+
+
+def _moving_average(steps: np.ndarray, values: np.ndarray, longest: int):
+    """(steps, values) smoothed over a window of a tenth of the values, at most ``longest``."""
+    window = max(1, min(longest, len(values) // 10))
+    return steps[window - 1 :], np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def _save(fig, run_dir: Path) -> Path:
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def plot_run(run_dir: Path) -> Path:
+    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
+    rows = _log_rows(run_dir)
     steps = np.array([int(r["step"]) for r in rows])
-    fig, (ax_loss, ax_jf) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_loss, ax_jf) = _two_panels()
     for name in ("segmentation", "transition", "auxiliary", "total"):
-        values = np.array([float(r[name]) for r in rows])
-        window = max(1, min(50, len(values) // 10))
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        ax_loss.plot(steps[window - 1 :], smooth, label=name)
+        ax_loss.plot(*_moving_average(steps, np.array([float(r[name]) for r in rows]), 50), label=name)
     ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
     ax_loss.legend()
     checked = [r for r in rows if r["holdout_JF"]]
@@ -95,28 +116,15 @@ def plot_run(run_dir: Path) -> Path:
             ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
-    fig.tight_layout()
-    out = run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    return out
+    return _save(fig, run_dir)
 
 
 def plot_box_run(run_dir: Path) -> Path:
     """Write ``RUN_DIR/curves.png`` for a box-head run (``ttvos-box-train``): loss and hold-out J."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(run_dir / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
+    rows = _log_rows(run_dir)
     steps = np.array([int(r["step"]) for r in rows])
-    losses = np.array([float(r["loss"]) for r in rows])
-    window = max(1, min(100, len(losses) // 10))
-    fig, (ax_loss, ax_j) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax_loss.plot(steps[window - 1 :], np.convolve(losses, np.ones(window) / window, mode="valid"))
+    fig, (ax_loss, ax_j) = _two_panels()
+    ax_loss.plot(*_moving_average(steps, np.array([float(r["loss"]) for r in rows]), 100))
     ax_loss.set(xlabel="step", ylabel="BCE + soft IoU (moving average)", title="box head: training loss")
     checked = [r for r in rows if r["selection"]]
     labels = {
@@ -128,7 +136,4 @@ def plot_box_run(run_dir: Path) -> Path:
         ax_j.plot([int(r["step"]) for r in checked], [100 * float(r[key]) for r in checked], "o-", label=label)
     ax_j.set(xlabel="step", ylabel="J of the mask (%)", title="box head: hold-out J")
     ax_j.legend()
-    fig.tight_layout()
-    out = run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    return out
+    return _save(fig, run_dir)

@@ -99,7 +99,8 @@ def test_a_box_head_run_trains_selects_resumes_and_exports(box_config, tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
         BoxTrainer(box_config).resume()
     assert 0.0 <= extra["holdout"]["selection"] <= 1.0
-    head, trunk = checkpoint.load_box_head(out)
+    head, payload = checkpoint.load_box_head(out)
+    trunk = payload["trunk"]
     shipped = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS))
     assert head.config.crop == 64 and trunk == shipped.backbone.frozen_digest()
 
