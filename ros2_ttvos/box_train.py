@@ -12,7 +12,6 @@ on that mean is ``best.pt``, which ``--export`` writes as a float16 box head fil
 """
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from ros2_ttvos.data.pack import PackedStills
 from ros2_ttvos.model.box_head import BoxHead, BoxHeadConfig, BoxPrompter
 from ros2_ttvos.prompt_crops import jittered, mask_box
 from ros2_ttvos.prompts import head_probabilities
+from ros2_ttvos.run_log import append_row
 from ros2_ttvos.schedule import cpu_has_native_bf16, load_config, resolve_precision
 from ros2_ttvos.visualize import plot_box_run
 
@@ -178,13 +178,7 @@ class BoxTrainer:
         return True
 
     def _log(self, row: Dict[str, Any]) -> None:
-        path = self.run_dir / "log.csv"
-        new = not path.is_file()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({key: row.get(key, "") for key in LOG_FIELDS})
+        append_row(self.run_dir / "log.csv", LOG_FIELDS, row)
 
     def train_step(self, batch) -> float:
         crops, prompts, targets = (torch.from_numpy(a) for a in batch)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ros2_ttvos import metrics
 from ros2_ttvos.data.davis import Davis, DavisSequence
-from ros2_ttvos.prompt_crops import mask_box
+from ros2_ttvos.prompt_crops import interior_point, mask_box
 from ros2_ttvos.visualize import VideoWriter, overlay
 
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
@@ -31,13 +31,21 @@ def sample_clip() -> DavisSequence:
     return Davis(SAMPLE_ROOT, 2016, "val").sequence(SAMPLE_SEQUENCE)
 
 
+def first_prompt(args, mask: np.ndarray):
+    """(boxes, clicks) for the object of the first frame's ``mask``: its bounding box, as a
+    detector would give it (``--box``), or one click in its interior, as a person would (``--click``)."""
+    if args.click:
+        return None, {1: [(*interior_point(mask > 0), True)]}
+    return {1: mask_box(mask > 0)}, None
+
+
 def run_offline(args, clip: DavisSequence) -> Dict:
     from ros2_ttvos.tracker import Tracker
 
     tracker = Tracker.from_pretrained(args.weights, args.device, args.backend, internal_size=args.internal_size)
     first = clip.mask(0)
-    if args.box:  # start from the first frame's box, as a detector would give it
-        first = tracker.box_mask(clip.image(0), {1: mask_box(first > 0)})
+    if args.box or args.click:
+        first = tracker.prompt_mask(clip.image(0), *first_prompt(args, first))
     tracker.add_objects(clip.image(0), first)
     labels, confidences, times = [first], [{1: 1.0}], []
     for index in range(1, len(clip)):
@@ -72,8 +80,9 @@ def run_node(args, clip: DavisSequence) -> Dict:
         stamps = [harness.SECOND + round(i * harness.SECOND / args.rate) for i in range(len(clip))]
         client.publish(clip.image(0), stamps[0])
         client.wait_for_masks(1)
-        if args.box:  # the first frame's box, as a detector would give it
-            request = client.targets_request(None, stamps[0], boxes={1: mask_box(clip.mask(0) > 0)})
+        if args.box or args.click:
+            boxes, clicks = first_prompt(args, clip.mask(0))
+            request = client.targets_request(None, stamps[0], boxes=boxes, clicks=clicks)
         else:
             request = client.targets_request(clip.mask(0), stamps[0])
         response = client.call(client.set_targets, request)
@@ -125,7 +134,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (px)")
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz) at which frames are published")
     parser.add_argument("--offline", action="store_true", help="use the Tracker library directly, without ROS")
-    parser.add_argument("--box", action="store_true", help="start from the first frame's bounding box, not its mask")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--box", action="store_true", help="start from the first frame's bounding box, not its mask")
+    prompt.add_argument("--click", action="store_true", help="start from one click inside the object, not its mask")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -57,7 +57,7 @@ STEP_OUTPUTS = ["slots", "confidence", "foreground", *(f"{name}_out" for name in
 
 def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state, out: Path) -> None:
     with warnings.catch_warnings():
-        # Intended: the tap-selection matrix of ttvos.transposed_conv_as_conv is a trace constant.
+        # Intended: the tap-selection matrix of layers.transposed_conv_as_conv is a trace constant.
         warnings.filterwarnings("ignore", "torch.tensor results are registered as constants", torch.jit.TracerWarning)
         torch.onnx.export(
             ObjectEncoder(model), (image, masks), out / "encoder.onnx",
@@ -164,10 +164,10 @@ def graph_code_digest() -> str:
     Part of the cache key: a new version of the network code exports the same weights again
     instead of running graphs traced from the old code.
     """
-    from ros2_ttvos.model import backbone, box_head, merge, streaming, ttvos
+    from ros2_ttvos.model import backbone, box_head, layers, merge, streaming, ttvos
 
     digest = hashlib.sha256(EXPORT_FORMAT.encode())
-    for module in (backbone, box_head, ttvos, merge, streaming, sys.modules[__name__]):
+    for module in (backbone, box_head, layers, ttvos, merge, streaming, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 

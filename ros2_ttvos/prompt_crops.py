@@ -86,6 +86,14 @@ def mask_box(mask: np.ndarray) -> IntBox:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def interior_point(mask: np.ndarray) -> Tuple[float, float]:
+    """(x, y) of the pixel of a non-empty boolean mask farthest from its border: where a person
+    would click the object."""
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return float(x), float(y)
+
+
 def jittered(box: IntBox, rng: np.random.Generator, amount: float, shape: Tuple[int, int]) -> IntBox:
     """``box`` moved and resized by up to ``amount`` of its size per side, as a detector's would be."""
     x0, y0, x1, y1 = box

@@ -20,11 +20,10 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 import cv2
 import numpy as np
 
-from ros2_ttvos import backends
+from ros2_ttvos import backends, runtime_choice
 
 LOG = logging.getLogger(__name__)
 # Reduced precisions: the backend that runs each.
-PRECISION_BACKENDS = {"bf16": "openvino", "int8": "openvino", "fp16": "torch"}
 
 MAX_OBJECT_ID = 255
 HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker
@@ -141,15 +140,15 @@ class Tracker:
         for the shipped weights (``weights/precision.json``).
         """
         if precision == "auto":
-            precision = _auto_precision(backend, device, weights)
+            precision = runtime_choice.auto_precision(backend, device, weights)
         auto = backend == "auto"
         if auto:
-            backend = PRECISION_BACKENDS.get(precision) or _fastest_backend(device)
-        needs = PRECISION_BACKENDS.get(precision, backend)
+            backend = runtime_choice.PRECISION_BACKENDS.get(precision) or runtime_choice.fastest_backend(device)
+        needs = runtime_choice.PRECISION_BACKENDS.get(precision, backend)
         if backend != needs:
             raise ValueError(f"precision {precision!r} needs the {needs} backend; {backend} runs fp32")
         if backend in ("onnxruntime", "openvino"):
-            export_dir = _export_dir(weights)
+            export_dir = runtime_choice.export_dir_of(weights)
             if backend == "openvino":
                 return cls(backends.OpenVinoBackend(export_dir, device, threads, precision), **kwargs)
             try:
@@ -347,68 +346,3 @@ class Tracker:
         """(1, 3, h, w) float32 RGB in [0, 255] at the internal size."""
         resized = self._resize(image, geometry, cv2.INTER_AREA)
         return np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-PRECISION_COSTS = Path(__file__).resolve().parent / "weights" / "precision.json"
-
-
-def _auto_precision(backend: str, device: str, weights) -> str:
-    """What ``precision="auto"`` means here: bf16 with OpenVINO on a CPU that computes bf16
-    natively (1.5-1.6x fp32's speed measured on an AMD EPYC with avx512_bf16), fp32 elsewhere (on
-    CUDA fp16 measured slower than fp32: README, Evaluate). int8 is never picked: not faster than
-    bf16 where measured. Logged with bf16's measured J&F cost on the shipped weights."""
-    on_gpu = device.startswith("cuda") or (device == "auto" and _importable("torch") and _cuda_available())
-    native = not on_gpu and backend in ("auto", "openvino") and _importable("openvino")
-    if not (native and backends.OpenVinoBackend.cpu_has_bf16()):
-        LOG.info("precision auto: fp32 (%s)", "CUDA" if on_gpu else f"backend {backend}, or no bf16 units on this CPU")
-        return "fp32"
-    cost = "its J&F cost is not measured for these weights"
-    if weights is None and PRECISION_COSTS.is_file():
-        import json
-
-        measured = json.loads(PRECISION_COSTS.read_text())["bf16_vs_fp32"]
-        cost = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
-        cost = f"measured on the shipped weights ({measured['date']}): {cost}"
-    LOG.info("precision auto: bf16 with OpenVINO (this CPU computes bf16 natively); %s", cost)
-    return "bf16"
-
-
-def _fastest_backend(device: str) -> str:
-    """The CPU: openvino, else onnxruntime, else torch. CUDA: onnxruntime when its CUDA provider is
-    installed (1.8x torch's speed at 480x854, measured on an H200: README, Evaluate), else torch."""
-    if device.startswith("cuda") or (device == "auto" and _importable("torch") and _cuda_available()):
-        return "onnxruntime" if _onnxruntime_has_cuda() else "torch"
-    return next((name for name in ("openvino", "onnxruntime") if _importable(name)), "torch")
-
-
-def _onnxruntime_has_cuda() -> bool:
-    if not _importable("onnxruntime"):
-        return False
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _export_dir(weights: Optional[Union[str, Path]]) -> Path:
-    """The export folder to run: ``weights`` itself if it is one, else a cached export of the checkpoint."""
-    if weights is not None and Path(weights).is_dir():
-        return Path(weights)
-    from ros2_ttvos import checkpoint
-    from ros2_ttvos.export import cached_export
-
-    path = checkpoint.SHIPPED_WEIGHTS if weights is None else Path(weights)
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"checkpoint not found: {path}")
-    return cached_export(path)

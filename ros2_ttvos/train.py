@@ -12,18 +12,19 @@ its mean with the multi-object benchmark's when ``data.multi_holdout`` is set) a
 The hold-out check runs the tracker at ``holdout_internal_size``, which a stage may set for
 itself; when it changes, ``best.pt`` is scored again at the new size before it is compared.
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
-the whole schedule state.
+the whole schedule state. A machine with ``batch_scale: k`` (a lent GPU) trains k of the
+schedule's batches in one optimizer step, which counts as k steps (see ``Trainer.stage``).
 """
 
 import argparse
-import csv
 import json
 import logging
+import math
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -31,14 +32,12 @@ from tqdm import tqdm
 from ros2_ttvos import checkpoint, distributed
 from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.data.batches import BatchSampler, Prefetcher
-from ros2_ttvos.data.clips import DavisClips, StillImages
-from ros2_ttvos.data.davis import Davis
-from ros2_ttvos.data.multi_benchmark import make_benchmark
-from ros2_ttvos.data.pack import PackedStills, packed_sequences
+from ros2_ttvos.data.training_sets import multi_holdout, training_sets
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.init_weights import init_backbone, initial_weights
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.recurrent import ClipRunner
+from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
@@ -90,21 +89,11 @@ class Trainer:
         self.best_jf = -1.0
         self.best_size: Optional[int] = None  # internal size best_jf was measured at
         data = config["data"]
-        names = self._train_sequences()
-        holdout = set(data["holdout"])
-        if data.get("pack"):  # the compact form that travels (data/pack.py)
-            pack = Path(data["pack"]).expanduser()
-            sequences = {s.name: s for s in packed_sequences(pack, names)}
-            stills = PackedStills(pack, data.get("pack_shards"))
-        else:
-            davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=names)
-            sequences = {name: davis.sequence(name) for name in names}
-            stills = StillImages.from_folders(data["saliency"]) if data.get("saliency") else None
-        clips = DavisClips([sequences[name] for name in names if name not in holdout])
-        self.holdout = [sequences[name] for name in data["holdout"]]
+        sets = training_sets(data)
+        self.holdout = sets.holdout
         sampler = BatchSampler(
-            clips,
-            stills,
+            sets.clips,
+            sets.stills,
             data.get("davis_still_fraction", 0.3),
             config["seed"],
             self.ranks.rank,
@@ -112,35 +101,7 @@ class Trainer:
         )
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
-        self.multi_holdout = self._multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
-
-    def _multi_holdout(self, data: Dict[str, Any]) -> List:
-        """The sequences of the multi-object benchmark made from the hold-out sequences
-        (``data.multi_holdout: {dir, seed, variants}``), composed first if ``dir`` lacks it."""
-        spec = data.get("multi_holdout")
-        if not spec:
-            return []
-        folder = Path(spec["dir"]).expanduser()
-        if not (folder / "benchmark.json").is_file():
-            LOG.info("composing the multi-object hold-out benchmark in %s", folder)
-            make_benchmark(
-                Path(data["davis_root"]), data["holdout"], folder, spec.get("seed", 0), spec.get("variants", 3)
-            )
-        return list(Davis(folder, 2017, "val", data["resolution"]))
-
-    def _train_sequences(self) -> List[str]:
-        data = self.config["data"]
-        if data.get("pack"):
-            names = json.loads((Path(data["pack"]).expanduser() / "pack.json").read_text())["davis_sequences"]
-        else:
-            listing = Path(data["davis_train_list"])
-            names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-        missing = [h for h in self.config["data"]["holdout"] if h not in names]
-        if missing:
-            raise ValueError(f"hold-out sequences {missing} are not training sequences")
-        if len(self.config["data"]["holdout"]) < 3:
-            LOG.warning("fewer than 3 hold-out sequences: model selection will be noisy")
-        return names
+        self.multi_holdout = multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> Dict[str, Any]:
@@ -212,26 +173,11 @@ class Trainer:
 
     def _truncate_log(self) -> None:
         """Drop log rows written after the checkpoint we resume from (that work was lost)."""
-        log = self.run_dir / "log.csv"
-        if not log.is_file():
-            return
-        with open(log) as handle:
-            rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= self.step]
-        with open(log, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        truncate_rows(self.run_dir / "log.csv", LOG_FIELDS, self.step)
 
     def _log(self, row: Dict[str, Any]) -> None:
-        if not self.ranks.main:
-            return
-        log = self.run_dir / "log.csv"
-        new = not log.is_file()
-        with open(log, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, LOG_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({key: row.get(key, "") for key in LOG_FIELDS})
+        if self.ranks.main:
+            append_row(self.run_dir / "log.csv", LOG_FIELDS, row)
 
     # --- training ------------------------------------------------------------------------------
     def _tensors(self, batch):
@@ -243,17 +189,40 @@ class Trainer:
         return frames, labels, first
 
     def stage(self, step: int) -> Optional[Dict[str, Any]]:
-        """The stage of ``step``, its batch multiplied by ``batch_scale`` (a GPU takes larger ones)."""
+        """The stage of ``step`` as this machine trains it: with ``batch_scale: k`` (a GPU takes
+        larger batches) one optimizer step trains k of the stage's batches at once, so it counts as
+        ``counts`` = k steps of the schedule (fewer at the stage's end): the stages keep their
+        meaning (how many clips they show) whichever machine trains them."""
         stage = stage_at(self.config, step)
         if stage is not None:
-            stage["batch"] = stage["batch"] * int(self.config.get("batch_scale", 1))
+            counts = min(int(self.config.get("batch_scale", 1)), stage["start"] + stage["steps"] - step)
+            stage.update(batch=stage["batch"] * counts, counts=counts)
         return stage
 
-    def train_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
+    def train_step(self) -> Tuple[Dict[str, Any], Dict[str, float]]:
+        """One optimizer step: the stage it trained and its log row. Out of GPU memory, it halves
+        ``batch_scale`` and tries the step again."""
+        stage = self.stage(self.step)
+        try:
+            return stage, self._optimizer_step(stage)
+        except torch.OutOfMemoryError:
+            scale = int(self.config.get("batch_scale", 1))
+            if scale == 1:
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.config["batch_scale"] = scale // 2
+            LOG.warning("out of memory with batch_scale %d: going on with %d", scale, scale // 2)
+            return self.train_step()
+
+    def _optimizer_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
         self.model.train()
-        following = self.stage(self.step + 1)
-        frames, labels, first = self._tensors(self.batches.get(stage, self.step, following))
-        lr = learning_rate(self.config, self.step)
+        following = self.stage(self.step + stage["counts"])
+        batch = self.batches.get(stage, self.step, following, self.step + stage["counts"])
+        frames, labels, first = self._tensors(batch)
+        # Adam's square-root rule: a batch k times larger takes a learning rate sqrt(k) times larger.
+        lr = learning_rate(self.config, self.step) * math.sqrt(stage["counts"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -265,7 +234,7 @@ class Trainer:
         total.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
-        self.step += 1
+        self.step += stage["counts"]
         return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
 
     def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
@@ -320,9 +289,8 @@ class Trainer:
             out_of_time = deadline is not None and time.monotonic() >= deadline
             if distributed.any_rank(self._stop_requested or out_of_time, self.ranks, self.device):
                 break
-            stage = self.stage(self.step)
             start, waited = time.perf_counter(), self.batches.wait_seconds
-            row = self.train_step(stage)
+            stage, row = self.train_step()
             elapsed = time.perf_counter() - start
             row.update(
                 step=self.step, stage=stage["name"], wall_time=round(time.time(), 1),
@@ -331,7 +299,9 @@ class Trainer:
             )  # fmt: skip
             # A stage may check at its own interval; holdout_every 0 for the run: never (GPU chunks).
             every = stage.get("holdout_every", self.config.get("holdout_every", 250))
-            checking = self.config.get("holdout_every", 250) > 0 and (self.step % every == 0 or self.step == end)
+            checks = self.config.get("holdout_every", 250) > 0 and every > 0
+            passed = checks and self.step // every > (self.step - stage["counts"]) // every  # a multiple
+            checking = checks and (passed or self.step == end)
             if checking and self.ranks.main:  # the other ranks wait at the next step's agreement
                 scores = self.holdout_check(stage)
                 row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
@@ -339,13 +309,15 @@ class Trainer:
                     {key: scores[key] for key in ("multi_JF", "multi_id_switch_rate", "selection") if key in scores}
                 )
             self._log(row)
-            bar.update(1)
+            bar.update(stage["counts"])
             bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")
             if distributed.any_rank(time.monotonic() - last_save >= interval, self.ranks, self.device):
                 self.save()
                 last_save = time.monotonic()
         bar.close()
         self.save()
+        if self.device.type == "cuda":
+            LOG.info("peak GPU memory %.1f GiB", torch.cuda.max_memory_allocated(self.device) / 2**30)
 
     def close(self) -> None:
         self.batches.close()

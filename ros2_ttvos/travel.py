@@ -11,7 +11,6 @@ log keeps the rows of both up to where each one's checkpoint is, so that CPU ste
 make one run with one log.
 """
 
-import csv
 import gzip
 import hashlib
 import io
@@ -24,6 +23,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.run_log import read_rows, write_rows
 
 LOG = logging.getLogger(__name__)
 PART_BYTES = 16 * 2**20 - 4096  # what a lent GPU machine may send back per file, with a margin
@@ -133,16 +133,6 @@ def travel_step(src: Path) -> Optional[int]:
     return int(json.loads(manifest.read_text())["step"]) if manifest.is_file() else None
 
 
-def _log_rows(path: Path) -> List[Dict[str, str]]:
-    """Rows of ``path`` (a log.csv) or of its compressed form ``path.gz``."""
-    if path.is_file():
-        return list(csv.DictReader(io.StringIO(path.read_text())))
-    packed = path.with_name(path.name + ".gz")
-    if packed.is_file():
-        return list(csv.DictReader(io.StringIO(gzip.decompress(packed.read_bytes()).decode())))
-    return []
-
-
 def merge_travel(src: Path, run_dir: Path, log_fields: List[str]) -> bool:
     """Bring the travelling copy ``src`` into ``run_dir`` when its checkpoint is later than the
     run's; True when it did. The log becomes the run's rows up to its checkpoint's step followed
@@ -167,11 +157,8 @@ def merge_travel(src: Path, run_dir: Path, log_fields: List[str]) -> bool:
     if (run_dir / "last.pt").is_file():
         (run_dir / "last.pt").replace(run_dir / "previous.pt")
     checkpoint.save_atomic(incoming, run_dir / "last.pt")
-    rows = [r for r in _log_rows(run_dir / "log.csv") if int(r["step"]) <= our_step]
-    rows += [r for r in _log_rows(src / "log.csv") if our_step < int(r["step"]) <= manifest["step"]]
-    with open(run_dir / "log.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, log_fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = [r for r in read_rows(run_dir / "log.csv") if int(r["step"]) <= our_step]
+    rows += [r for r in read_rows(src / "log.csv") if our_step < int(r["step"]) <= manifest["step"]]
+    write_rows(run_dir / "log.csv", log_fields, rows)
     LOG.info("merged %s (step %d) into %s (was step %d)", src, manifest["step"], run_dir, our_step)
     return True

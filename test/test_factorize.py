@@ -7,9 +7,9 @@ import torch
 from ros2_ttvos.bench import WIDTH_VARIANTS, model_info
 from ros2_ttvos.model import TTVOS, TTVOSConfig
 from ros2_ttvos.model.factorize import factorize, narrow
+from ros2_ttvos.model.layers import transposed_conv_as_conv
 from ros2_ttvos.model.merge import assign_slots, soft_aggregate
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
-from ros2_ttvos.model.ttvos import transposed_conv_as_conv
 
 FULL_RANKS = {"attention": 128, "st_match": 64, "final": 48, "lt_history": 64}  # the layers' full ranks
 SLIM_RANKS = {"attention": 16, "st_match": 16, "final": 16, "lt_history": 16}  # config/slim.yaml

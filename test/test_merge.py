@@ -5,10 +5,10 @@ import torch
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.model import ttvos_losses
+from ros2_ttvos.model.layers import heatmap_at_stride
 from ros2_ttvos.model.merge import assign_slots, merge_objects, soft_aggregate
 from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
-from ros2_ttvos.model.ttvos import heatmap_at_stride
 
 
 def test_one_object_keeps_its_own_probability_and_several_share_by_the_soft_aggregate():

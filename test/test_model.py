@@ -5,9 +5,9 @@ import torch
 
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.layers import conv_part, coordinate_channels
 from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.model.streaming import AREA_RATE, ObjectEncoder, TrackingStep
-from ros2_ttvos.model.ttvos import _conv_part, coordinate_channels
 
 
 def test_fixed_padding_matches_the_package_static_padding():
@@ -126,7 +126,7 @@ def test_a_split_convolution_equals_the_convolution_of_the_concatenation():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(7, 5, 3, padding=1)
     a, b = torch.randn(2, 4, 9, 11), torch.randn(2, 3, 9, 11)
-    split = _conv_part(conv, a, slice(0, 4), bias=True) + _conv_part(conv, b, slice(4, None))
+    split = conv_part(conv, a, slice(0, 4), bias=True) + conv_part(conv, b, slice(4, None))
     assert torch.allclose(split, conv(torch.cat([a, b], dim=1)), atol=1e-5)
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from ros2_ttvos import metrics
+from ros2_ttvos.demo import main as demo_main
 from ros2_ttvos.evaluate import main as eval_main
-from ros2_ttvos.prompt_crops import jittered, mask_box
+from ros2_ttvos.prompt_crops import interior_point, jittered, mask_box
 from ros2_ttvos.prompts import BOX_METHODS, check_boxes, check_clicks
 from ros2_ttvos.tracker import Tracker
 
@@ -40,6 +41,23 @@ def test_boxes_are_clipped_to_the_image_and_jitter_stays_inside():
 @pytest.fixture(scope="module")
 def shipped_tracker():
     return Tracker.from_pretrained(None, device="cpu", backend="torch", internal_size=240)
+
+
+def test_the_click_a_person_would_make_is_deep_inside_the_object():
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 10:20] = True  # an L: a tall bar and a foot
+    mask[25:35, 10:50] = True
+    x, y = interior_point(mask)
+    assert mask[int(y), int(x)] and 10 < x < 20 and 25 <= y < 35  # in the corner, the thickest part
+    square = np.zeros((21, 21), bool)
+    square[:, :] = True
+    assert interior_point(square) == (10.0, 10.0)  # the image border counts as the object's border
+
+
+def test_the_demo_starts_from_one_click(tmp_path):
+    assert demo_main(["--offline", "--click", "--internal-size", "240", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["JF"] > 0.8 and (tmp_path / "overlay.mp4").stat().st_size > 10_000  # 0.856 measured
 
 
 def test_a_box_starts_tracking_with_a_mask_closer_to_the_object_than_the_box(shipped_tracker, clip):

@@ -10,8 +10,8 @@ from conftest import two_object_mask
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.demo import sample_clip
+from ros2_ttvos.model.layers import heatmap_at_stride
 from ros2_ttvos.model.merge import merge_objects, soft_aggregate
-from ros2_ttvos.model.ttvos import heatmap_at_stride
 from ros2_ttvos.tracker import Tracker
 
 
@@ -214,14 +214,14 @@ def test_cuda_agrees_with_the_cpu_and_fp16_stays_close():
 def test_auto_backend_choice_per_device(monkeypatch):
     """CPU: openvino. CUDA: onnxruntime when its CUDA provider is installed (faster on the H200
     measured), else torch; fp16 picks torch, the one backend that runs it."""
-    from ros2_ttvos import tracker as tracker_module
+    from ros2_ttvos import runtime_choice
 
-    assert tracker_module._fastest_backend("cpu") == "openvino"
-    monkeypatch.setattr(tracker_module, "_cuda_available", lambda: True)
-    monkeypatch.setattr(tracker_module, "_onnxruntime_has_cuda", lambda: False)
-    assert tracker_module._fastest_backend("auto") == "torch"
-    monkeypatch.setattr(tracker_module, "_onnxruntime_has_cuda", lambda: True)
-    assert tracker_module._fastest_backend("cuda:0") == "onnxruntime"
+    assert runtime_choice.fastest_backend("cpu") == "openvino"
+    monkeypatch.setattr(runtime_choice, "cuda_available", lambda: True)
+    monkeypatch.setattr(runtime_choice, "onnxruntime_has_cuda", lambda: False)
+    assert runtime_choice.fastest_backend("auto") == "torch"
+    monkeypatch.setattr(runtime_choice, "onnxruntime_has_cuda", lambda: True)
+    assert runtime_choice.fastest_backend("cuda:0") == "onnxruntime"
     monkeypatch.undo()
     with pytest.raises(ValueError, match="fp16 runs on CUDA only"):  # auto picked torch, which refuses the CPU
         Tracker.from_pretrained(None, device="cpu", backend="auto", precision="fp16")

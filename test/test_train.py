@@ -12,7 +12,7 @@ from ros2_ttvos import checkpoint
 from ros2_ttvos.data.batches import BatchSampler
 from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.model.factorize import factorize, narrow
-from ros2_ttvos.schedule import load_config
+from ros2_ttvos.schedule import learning_rate, load_config
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer
 from ros2_ttvos.visualize import plot_run
@@ -101,6 +101,38 @@ def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_conf
     assert targets in (2, 3)
     for k in range(1, targets + 1):  # every target is visible when it is given
         assert (labels[:, 0] == k).any(axis=(1, 2)).all()
+
+
+def test_a_larger_batch_counts_as_that_many_steps_of_the_schedule(tiny_config):
+    """batch_scale k (a GPU): one optimizer step trains k batches and counts as k steps (fewer at
+    a stage's end), at sqrt(k) times the learning rate; the hold-out check runs when a step
+    passes a multiple of holdout_every."""
+    trainer = Trainer({**tiny_config, "batch_scale": 4, "holdout_every": 5})
+    sizes = []
+    forward = trainer.runner
+    trainer.runner = lambda frames, first: sizes.append(frames.shape[0]) or forward(frames, first)
+    trainer.run()
+    rows = read_log(Path(tiny_config["run_dir"]))
+    assert [int(r["step"]) for r in rows] == [4, 6, 10, 12]  # stages of 6 steps
+    assert sizes == [8, 4, 8, 4]  # the stages' batch of 2, times 4 then 2
+    assert float(rows[0]["lr"]) == pytest.approx(2.0 * learning_rate(trainer.config, 0))
+    assert [r["holdout_JF"] != "" for r in rows] == [False, True, True, True]
+
+
+def test_out_of_memory_halves_the_batch_scale_and_goes_on(tiny_config, caplog):
+    trainer = Trainer({**tiny_config, "batch_scale": 4})
+    forward = trainer.runner
+
+    def limited(frames, first):
+        if frames.shape[0] > 4:
+            raise torch.OutOfMemoryError("test: no room for more than 4 clips")
+        return forward(frames, first)
+
+    trainer.runner = limited
+    trainer.run(max_steps=4)
+    assert trainer.config["batch_scale"] == 2 and trainer.step == 4
+    assert [int(r["step"]) for r in read_log(Path(tiny_config["run_dir"]))] == [2, 4]
+    assert "going on with 2" in caplog.text
 
 
 def test_several_targets_per_clip_train_and_are_logged(tiny_config):

@@ -82,27 +82,36 @@ class BatchSampler:
 class Prefetcher:
     """Draws the next step's batch in a background thread while the current step trains.
 
-    ``get(stage, step)`` returns the batch of ``step`` (drawn now if it was not asked for ahead)
-    and starts drawing the one of ``step + 1``; ``wait_seconds`` sums the time the caller waited.
+    ``get(stage, step, next_stage)`` returns the batch of ``step`` (drawn now if it was not asked
+    for ahead in that size) and starts drawing the one of ``next_step`` (``step + 1`` unless a
+    step counts as several, see ``Trainer.stage``); ``wait_seconds`` sums the time the caller waited.
     """
 
     def __init__(self, sampler: BatchSampler, default_size: Sequence[int]):
         self.sampler = sampler
         self.default_size = default_size
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
-        self._ahead: Optional[Tuple[int, Future]] = None
+        self._ahead: Optional[Tuple[Tuple[int, int], Future]] = None  # ((step, batch size), batch)
         self.wait_seconds = 0.0
 
-    def get(self, stage: Dict[str, Any], step: int, next_stage: Optional[Dict[str, Any]]) -> Batch:
+    def get(
+        self,
+        stage: Dict[str, Any],
+        step: int,
+        next_stage: Optional[Dict[str, Any]],
+        next_step: Optional[int] = None,
+    ) -> Batch:
         start = time.perf_counter()
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == step:
+        if ahead is not None and ahead[0] == (step, stage["batch"]):
             batch = ahead[1].result()
         else:
             batch = self.sampler.batch(stage, step, self.default_size)
         self.wait_seconds += time.perf_counter() - start
         if next_stage is not None:
-            self._ahead = (step + 1, self._pool.submit(self.sampler.batch, next_stage, step + 1, self.default_size))
+            following = step + 1 if next_step is None else next_step
+            future = self._pool.submit(self.sampler.batch, next_stage, following, self.default_size)
+            self._ahead = ((following, next_stage["batch"]), future)
         return batch
 
     def close(self) -> None:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ros2_ttvos.model.backbone import STAGE_CHANNELS
-from ros2_ttvos.model.ttvos import HISTORY_FRAMES, LONG_TERM_BRANCHES, TTVOS, TTVOSConfig, _branch_history_kernel
+from ros2_ttvos.model.layers import branch_history_kernel
+from ros2_ttvos.model.ttvos import HISTORY_FRAMES, LONG_TERM_BRANCHES, TTVOS, TTVOSConfig
 
 # TTVOSConfig fields that set layer widths.
 WIDTH_FIELDS = (
@@ -49,7 +50,7 @@ def _input_reduction(weight: torch.Tensor, rank: int) -> Tuple[torch.Tensor, tor
 
 
 def _factor_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], first: nn.Conv2d, second: nn.Conv2d) -> None:
-    """Conv ``weight`` (out, in, k, k) and ``bias`` into the two convs of ``_factorized_conv``."""
+    """Conv ``weight`` (out, in, k, k) and ``bias`` into the two convs of ``factorized_conv``."""
     if first.kernel_size != (1, 1):  # kxk to the rank, then 1x1
         left, right = _split_rank(weight.flatten(1), first.out_channels)
         first.weight.copy_(right.view_as(first.weight))
@@ -106,7 +107,7 @@ def factorize(model: TTVOS, ranks: Dict[str, int]) -> TTVOS:
     if "lt_history" in ranks:
         for name in LONG_TERM_BRANCHES:
             full_branch, slim_branch = getattr(model, f"lt_{name}"), getattr(slim, f"lt_{name}")
-            kernel = _branch_history_kernel(full_branch, model._hist_in_clue)
+            kernel = branch_history_kernel(full_branch, model._hist_in_clue)
             _factor_conv(kernel, None, *slim.lt_history[name])
             # The branch's 1x1 projection keeps its f8 and coordinate inputs.
             project = full_branch[0].weight

@@ -5,7 +5,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from ros2_ttvos.model.ttvos import heatmap_at_stride
+from ros2_ttvos.model.layers import heatmap_at_stride
 
 
 def ttvos_losses(outputs: Dict[str, torch.Tensor], labels: torch.Tensor) -> Dict[str, torch.Tensor]:

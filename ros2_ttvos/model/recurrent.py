@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ros2_ttvos.model.layers import heatmap_at_stride
 from ros2_ttvos.model.merge import merge_objects, soft_aggregate
-from ros2_ttvos.model.ttvos import TTVOS, heatmap_at_stride
+from ros2_ttvos.model.ttvos import TTVOS
 
 
 class ClipRunner(nn.Module):

@@ -13,21 +13,31 @@ Glossary (trailing digit = stride of a feature map relative to the padded input)
 N is the number of objects: the per-object part runs batched over N. Most per-object layers
 convolve a concatenation of frame features and object tensors; convolution is linear, so each
 such layer is split into a frame part, computed once per frame by ``encode_image``, and an
-object part, added to it (see ``_conv_part``). The weights are those of the unsplit layers.
+object part, added to it (see ``conv_part``). The weights are those of the unsplit layers.
 ``TTVOSConfig.head_ranks`` may factorize the costliest per-object layers through a few channels
-(see ``_factorized_conv`` and ``model.factorize``); each keeps the activation of its full-rank
+(see ``factorized_conv`` and ``model.factorize``); each keeps the activation of its full-rank
 form. Shapes are float32 unless stated.
 """
 
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ros2_ttvos.model.backbone import DEFAULT_VARIANT, STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.layers import (
+    branch_history_kernel,
+    conv_part,
+    conv_relu,
+    coordinate_channels,
+    factorized_conv,
+    heatmap_at_stride,
+    key_value_branch,
+    transposed_conv_as_conv,
+    with_frame_part,
+)
 
 HISTORY_FRAMES = 3
 LONG_TERM_BRANCHES = ("query", "key", "value")
@@ -86,124 +96,6 @@ class StepOutput(NamedTuple):
     attn: torch.Tensor  # (N, A, H8, W8)
 
 
-def coordinate_channels(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(1, 3, H, W): x and y in [-1, 1] and the radial distance from the centre."""
-    ys = torch.linspace(-1.0, 1.0, height, device=device).view(1, 1, height, 1).expand(1, 1, height, width)
-    xs = torch.linspace(-1.0, 1.0, width, device=device).view(1, 1, 1, width).expand(1, 1, height, width)
-    return torch.cat([xs, ys, torch.sqrt(xs * xs + ys * ys) / math.sqrt(2.0)], dim=1)
-
-
-def heatmap_at_stride(prob_fg: torch.Tensor, stride: int) -> torch.Tensor:
-    """(N, 1, H, W) foreground probability -> (N, 2, H/stride, W/stride) [background, foreground]."""
-    fg = F.avg_pool2d(prob_fg, stride) if stride > 1 else prob_fg
-    return torch.cat([1.0 - fg, fg], dim=1)
-
-
-def _conv_part(conv: nn.Conv2d, x: torch.Tensor, channels: slice, bias: bool = False) -> torch.Tensor:
-    """``conv`` (ungrouped) applied to its input channels ``channels`` only, with its bias if ``bias``.
-
-    A convolution of concatenated inputs is the sum of such parts, one per input.
-    """
-    return F.conv2d(x, conv.weight[:, channels], conv.bias if bias else None, conv.stride, conv.padding)
-
-
-def transposed_conv_as_conv(up: nn.ConvTranspose2d, weight=None, bias=None) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """(kernel, bias, padding) of the plain conv that, followed by ``pixel_shuffle(., stride)``,
-    equals ``up`` (or ``up`` with ``weight`` and ``bias`` in place of its own).
-
-    Output pixel s*i + a of a transposed conv (stride s, padding p, kernel k) sums input pixels
-    i + d through kernel tap a + p - s*d: one small conv per output phase a, all phases as output
-    channels (s*s per output channel). A conv with many outputs runs much faster on the CPU than
-    a transposed conv with few. The kernel is built with matrix products of constants, which the
-    runtimes fold when they load an exported graph.
-    """
-    weight = up.weight if weight is None else weight
-    bias = up.bias if bias is None else bias
-    (s, _), (p, _), (k, _) = up.stride, up.padding, up.kernel_size
-    assert up.output_padding == (0, 0) and up.dilation == (1, 1) and up.groups == 1
-    taps = {a: {d: a + p - s * d for d in range(-k, k + 1) if 0 <= a + p - s * d < k} for a in range(s)}
-    reach = max(abs(d) for offsets in taps.values() for d in offsets)
-    width = 2 * reach + 1
-    phase_offsets = [(a, d) for a in range(s) for d in range(-reach, reach + 1)]
-    select = torch.tensor(  # (tap, (phase, offset)): 1 where the phase reads the offset through the tap
-        [[float(taps[a].get(d) == tap) for a, d in phase_offsets] for tap in range(k)],
-        dtype=weight.dtype,
-        device=weight.device,
-    )
-    c_in, c_out = weight.shape[:2]
-    columns = weight @ select  # (c_in, c_out, k rows, (b, column offset))
-    both = (columns.transpose(2, 3) @ select).view(c_in, c_out, s, width, s, width)  # (.., b, dj, a, di)
-    kernel = both.permute(1, 4, 2, 0, 5, 3).reshape(c_out * s * s, c_in, width, width)
-    return kernel, bias.repeat_interleave(s * s), reach
-
-
-def _with_frame_part(frame_part: torch.Tensor, object_part: torch.Tensor) -> torch.Tensor:
-    """object part (N, ...) + frame part (1 or N, ...), broadcast over the objects.
-
-    The object part comes first on purpose: OpenVINO's CPU plugin fuses the addition into the
-    convolution that made its first operand, and fails there if that is the batch-1 frame part.
-    """
-    return object_part + frame_part
-
-
-def _branch_history_kernel(branch: nn.Sequential, hist_channels: slice) -> torch.Tensor:
-    """The linear map from the mask history to a key/value/query branch's grouped 5x5 output.
-
-    The branch's 1x1 projection of the history channels folded into its grouped 5x5 convolution:
-    a dense 5x5 kernel (C, 2 * HISTORY_FRAMES, 5, 5), cheaper per object than the two layers.
-    """
-    project, spatial = branch[0], branch[1]
-    groups, channels = spatial.groups, spatial.out_channels
-    per_group = channels // groups
-    w_project = project.weight[:, hist_channels, 0, 0].reshape(groups, per_group, -1)
-    w_spatial = spatial.weight.reshape(groups, per_group, per_group, *spatial.kernel_size)
-    return torch.einsum("goiuv,gij->gojuv", w_spatial, w_project).reshape(channels, -1, *spatial.kernel_size)
-
-
-def _key_value_branch(in_channels: int, out_channels: int, groups: int) -> nn.Sequential:
-    """1x1 conv, then grouped 5x5 conv, LeakyReLU(0.2)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1),
-        nn.Conv2d(out_channels, out_channels, 5, padding=2, groups=groups),
-        nn.LeakyReLU(0.2),
-    )
-
-
-def _factorized_conv(
-    in_channels: int, out_channels: int, kernel: int, rank: int, bias: bool = True, reduce_input: Optional[bool] = None
-) -> nn.Sequential:
-    """A kxk conv factorized through ``rank`` channels; only the second conv has a bias, so that
-    zero padding stays exact.
-
-    reduce_input: 1x1 conv to ``rank`` channels, then the kxk conv; otherwise the kxk conv to
-    ``rank`` channels, then a 1x1 conv. None: the kxk part goes on the narrower side.
-    """
-    padding = kernel // 2
-    if reduce_input is None:
-        reduce_input = in_channels >= out_channels
-    if reduce_input:
-        first = nn.Conv2d(in_channels, rank, 1, bias=False)
-        second = nn.Conv2d(rank, out_channels, kernel, padding=padding, bias=bias)
-    else:
-        first = nn.Conv2d(in_channels, rank, kernel, padding=padding, bias=False)
-        second = nn.Conv2d(rank, out_channels, 1, bias=bias)
-    return nn.Sequential(first, second)
-
-
-def _conv_relu(
-    in_channels: int, out_channels: int, kernel: int = 3, rank: int = 0, reduce_input: Optional[bool] = None
-) -> nn.Sequential:
-    """Conv, ReLU; with ``rank`` the conv is factorized (``_factorized_conv``).
-
-    Either way ``layer[0]`` takes the whole input (split layers cut it into parts) and
-    ``layer[1:]`` is what follows the sum of the parts.
-    """
-    if rank:
-        factorized = _factorized_conv(in_channels, out_channels, kernel, rank, reduce_input=reduce_input)
-        return nn.Sequential(*factorized, nn.ReLU(inplace=True))
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2), nn.ReLU(inplace=True))
-
-
 class TTVOS(nn.Module):
     """TTVOS with an EfficientNet-Lite0 (``TTVOSConfig.backbone``: or Lite1) backbone.
 
@@ -231,38 +123,38 @@ class TTVOS(nn.Module):
         # path they read [f8, coords] and the history goes through ``lt_history``.
         history_in_clue = 0 if "lt_history" in ranks else 2 * HISTORY_FRAMES
         clue = history_in_clue + 3
-        # Input channel ranges of the split layers (see _conv_part).
+        # Input channel ranges of the split layers (see conv_part).
         self._f8_in_clue = slice(0, c8)
         self._hist_in_clue = slice(c8, c8 + history_in_clue)
         self._coords_in_clue = slice(c8 + history_in_clue, None)
-        self.neck = _conv_relu(c16 + c32, config.neck_channels, 1)
+        self.neck = conv_relu(c16 + c32, config.neck_channels, 1)
         # Short-term matching: template from previous features + history, match with current.
-        self.st_template = _conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
+        self.st_template = conv_relu(config.neck_channels + 2 * HISTORY_FRAMES, 2 * i)
         # Factorized, its 3x3 conv maps to the rank and a 1x1 conv follows (reducing its input
         # first cost a hold-out point: docs/accuracy.md).
-        self.st_match = _conv_relu(2 * i + config.neck_channels, i, rank=ranks.get("st_match", 0), reduce_input=False)
+        self.st_match = conv_relu(2 * i + config.neck_channels, i, rank=ranks.get("st_match", 0), reduce_input=False)
         # Long-term matching: query, key/value for the template, modified current features.
-        self.lt_query = _key_value_branch(c8 + clue, lt, config.long_term_groups)
-        self.lt_key = _key_value_branch(c8 + clue, lt, config.long_term_groups)
-        self.lt_value = _key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.lt_query = key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.lt_key = key_value_branch(c8 + clue, lt, config.long_term_groups)
+        self.lt_value = key_value_branch(c8 + clue, lt, config.long_term_groups)
         if "lt_history" in ranks:
             self.lt_history = nn.ModuleDict(
                 {
-                    name: _factorized_conv(2 * HISTORY_FRAMES, lt, 5, ranks["lt_history"], bias=False)
+                    name: factorized_conv(2 * HISTORY_FRAMES, lt, 5, ranks["lt_history"], bias=False)
                     for name in LONG_TERM_BRANCHES
                 }
             )
-        self.f8_modify = _conv_relu(c8, lt, 1)
-        self.lt_blend = _conv_relu(2 * lt, lt, 1)
+        self.f8_modify = conv_relu(c8, lt, 1)
+        self.lt_blend = conv_relu(2 * lt, lt, 1)
         # Attention map from both similarities: a 3x3 conv of [st_up(s_st), s_lt]. Factorized
         # (rank r): attention[0] reduces s_lt to r channels, st_up maps s_st to r channels, and
         # attention[1:] convolves their sum.
         if "attention" in ranks:
             self.st_up = nn.ConvTranspose2d(i, ranks["attention"], 4, stride=2, padding=1)
-            self.attention = _conv_relu(lt, a, rank=ranks["attention"], reduce_input=True)
+            self.attention = conv_relu(lt, a, rank=ranks["attention"], reduce_input=True)
         else:
             self.st_up = nn.ConvTranspose2d(i, i, 4, stride=2, padding=1)
-            self.attention = _conv_relu(i + lt, a)
+            self.attention = conv_relu(i + lt, a)
         # Adaptive weight: 3x3 stride-2 conv, ReLU, global average pool, 1x1 conv, sigmoid.
         self.weight_conv = nn.Sequential(nn.Conv2d(a, a // 2, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.weight_out = nn.Conv2d(a // 2, 1, 1)
@@ -270,16 +162,16 @@ class TTVOS(nn.Module):
         self.transition_head = nn.Conv2d(a, 2, 3, padding=1)
         self.aux_head = nn.Conv2d(a, 1, 1)
         # Refinement decoder: stride 8 -> 4 (ConvTranspose), then -> 1 (ConvTranspose + PixelShuffle).
-        self.up8 = nn.Sequential(_conv_relu(a, d), nn.ConvTranspose2d(d, d, 4, stride=2, padding=1))
-        self.f4_project = _conv_relu(c4, d, 1)  # shared by all objects
-        self.skip4 = _conv_relu(2 * d, d)
+        self.up8 = nn.Sequential(conv_relu(a, d), nn.ConvTranspose2d(d, d, 4, stride=2, padding=1))
+        self.f4_project = conv_relu(c4, d, 1)  # shared by all objects
+        self.skip4 = conv_relu(2 * d, d)
         # The decoder's last conv reads [r4, r4_skip, st_up4(s_st)]; factorized like the attention.
         if "final" in ranks:
             self.st_up4 = nn.ConvTranspose2d(i, ranks["final"], 4, stride=4)
-            final_conv = _conv_relu(2 * d, d, rank=ranks["final"], reduce_input=True)
+            final_conv = conv_relu(2 * d, d, rank=ranks["final"], reduce_input=True)
         else:
             self.st_up4 = nn.ConvTranspose2d(i, d, 4, stride=4)
-            final_conv = _conv_relu(3 * d, d)
+            final_conv = conv_relu(3 * d, d)
         self.final = nn.Sequential(
             final_conv,
             nn.ConvTranspose2d(d, 8, 4, stride=2, padding=1),
@@ -304,15 +196,15 @@ class TTVOS(nn.Module):
         )
 
         def branch_part(branch: nn.Sequential) -> torch.Tensor:  # [f8, coords] through 1x1 and 5x5
-            project = _conv_part(branch[0], f8, self._f8_in_clue, bias=True)
-            return branch[1](project + _conv_part(branch[0], coords, self._coords_in_clue))
+            project = conv_part(branch[0], f8, self._f8_in_clue, bias=True)
+            return branch[1](project + conv_part(branch[0], coords, self._coords_in_clue))
 
         return {
-            "st_template": _conv_part(self.st_template[0], f16, slice(0, neck), bias=True),
-            "st_match": _conv_part(self.st_match[0], f16, slice(st_width, None), bias=True),
+            "st_template": conv_part(self.st_template[0], f16, slice(0, neck), bias=True),
+            "st_match": conv_part(self.st_match[0], f16, slice(st_width, None), bias=True),
             **{f"lt_{name}": branch_part(getattr(self, f"lt_{name}")) for name in LONG_TERM_BRANCHES},
-            "lt_blend": _conv_part(self.lt_blend[0], self.f8_modify(f8), slice(lt_width, None), bias=True),
-            "skip4": _conv_part(self.skip4[0], self.f4_project(f4), slice(d, None), bias=True),
+            "lt_blend": conv_part(self.lt_blend[0], self.f8_modify(f8), slice(lt_width, None), bias=True),
+            "skip4": conv_part(self.skip4[0], self.f4_project(f4), slice(d, None), bias=True),
         }
 
     # --- per object ----------------------------------------------------------------------
@@ -322,9 +214,9 @@ class TTVOS(nn.Module):
         if "lt_history" in self.config.head_ranks:
             hist_part = self.lt_history[name](hist)
         else:
-            kernel = _branch_history_kernel(branch, self._hist_in_clue)
+            kernel = branch_history_kernel(branch, self._hist_in_clue)
             hist_part = F.conv2d(hist, kernel, padding=branch[1].padding)
-        return branch[2](_with_frame_part(feats[f"lt_{name}"], hist_part))
+        return branch[2](with_frame_part(feats[f"lt_{name}"], hist_part))
 
     def _embedding(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         """I_c = softmax_rows(key . value^T / sqrt(HW)): (N, L, L)."""
@@ -338,8 +230,8 @@ class TTVOS(nn.Module):
 
     def _short_term_template(self, feats: Dict[str, torch.Tensor], hist: torch.Tensor) -> torch.Tensor:
         hist16 = F.avg_pool2d(hist, 2)
-        hist_part = _conv_part(self.st_template[0], hist16, slice(self.config.neck_channels, None))
-        return self.st_template[1](_with_frame_part(feats["st_template"], hist_part))
+        hist_part = conv_part(self.st_template[0], hist16, slice(self.config.neck_channels, None))
+        return self.st_template[1](with_frame_part(feats["st_template"], hist_part))
 
     def init_state(self, feats: Dict[str, torch.Tensor], prob_fg: torch.Tensor) -> TemplateState:
         """State of N objects from their given masks. prob_fg: (N, 1, H, W) in [0, 1]."""
@@ -362,8 +254,8 @@ class TTVOS(nn.Module):
         n = state.hist.shape[0]
         st_width = 2 * self.config.short_term_channels
         if self.config.use_short_term:
-            st_part = _conv_part(self.st_match[0], state.st, slice(0, st_width))
-            s_st = self.st_match[1:](_with_frame_part(feats["st_match"], st_part))
+            st_part = conv_part(self.st_match[0], state.st, slice(0, st_width))
+            s_st = self.st_match[1:](with_frame_part(feats["st_match"], st_part))
         else:
             s_st = state.st.new_zeros(n, self.config.short_term_channels, *state.st.shape[-2:])
         if self.config.use_long_term:
@@ -371,8 +263,8 @@ class TTVOS(nn.Module):
             z = (state.lt @ query.flatten(2)).view_as(query)
         else:
             z = state.hist.new_zeros(n, self.config.long_term_channels, *state.hist.shape[-2:])
-        z_part = _conv_part(self.lt_blend[0], z, slice(0, self.config.long_term_channels))
-        s_lt = self.lt_blend[1](_with_frame_part(feats["lt_blend"], z_part))
+        z_part = conv_part(self.lt_blend[0], z, slice(0, self.config.long_term_channels))
+        s_lt = self.lt_blend[1](with_frame_part(feats["lt_blend"], z_part))
         ranks = self.config.head_ranks
         if "attention" in ranks:
             attn = self.attention[1:](self.attention[0](s_lt) + self.st_up(s_st))
@@ -381,11 +273,11 @@ class TTVOS(nn.Module):
 
         d = self.config.decoder_channels
         r4 = self.up8(attn)
-        r4_part = _conv_part(self.skip4[0], r4, slice(0, d))
-        r4_skip = self.skip4[1](_with_frame_part(feats["skip4"], r4_part))
+        r4_part = conv_part(self.skip4[0], r4, slice(0, d))
+        r4_skip = self.skip4[1](with_frame_part(feats["skip4"], r4_part))
         if "final" in ranks:
             reduce = self.final[0][0]
-            reduced = _conv_part(reduce, r4, slice(0, d)) + _conv_part(reduce, r4_skip, slice(d, None))
+            reduced = conv_part(reduce, r4, slice(0, d)) + conv_part(reduce, r4_skip, slice(d, None))
             hidden = self.final[0][1:](reduced + self.st_up4(s_st))
         else:
             hidden = self.final[0](torch.cat([r4, r4_skip, self.st_up4(s_st)], dim=1))
