@@ -6,6 +6,7 @@
     ttvos-bench --ros --soak 10000    # a long stream through the node, live and every-frame: RSS, answers
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
     ttvos-bench --width-sweep         # 4-vs-1-object cost of narrower per-object layers (OpenVINO)
+    ttvos-bench --compare CKPT ...    # other weights (a stronger backbone) beside the shipped ones (OpenVINO)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
 processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepped in turns on the
@@ -35,42 +36,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ros2_ttvos.backends import OpenVinoBackend
 from ros2_ttvos.bench_inputs import clip_frames, object_masks
+from ros2_ttvos.bench_timing import OBJECT_COUNTS, SIZES, model_info, time_object_counts
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.export import export
-from ros2_ttvos.model.factorize import narrow
-from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
-from ros2_ttvos.model.ttvos import TTVOS
 from ros2_ttvos.tracker import Tracker
-
-SIZES = [(480, 854), (240, 427)]
-OBJECT_COUNTS = [1, 2, 4]
-WARMUP_FRAMES = 5
-TURN_FRAMES = 6  # frames per tracker before the next one's turn (the first of them is not timed)
-# Narrower per-object layers (TTVOSConfig overrides) for --width-sweep: does the cost of a further
-# object follow its FLOPs? The layers whose shapes change are untrained: timing only.
-RANKS_8 = {"attention": 8, "st_match": 8, "final": 8, "lt_history": 8}
-WIDTH_VARIANTS = {
-    "as loaded": {},
-    "decoder 8, ranks 8": {"decoder_channels": 8, "head_ranks": RANKS_8},
-    "attention 24, decoder 8, ranks 8": {"attention_channels": 24, "decoder_channels": 8, "head_ranks": RANKS_8},
-    "attention 8, decoder 4, ranks 4": {
-        "attention_channels": 8,
-        "decoder_channels": 4,
-        "head_ranks": {"attention": 4, "st_match": 4, "final": 4, "lt_history": 4},
-    },
-    "templates 32": {"short_term_channels": 32, "long_term_channels": 32},
-    "templates 32, attention 24, decoder 8, ranks 8": {
-        "short_term_channels": 32,
-        "long_term_channels": 32,
-        "attention_channels": 24,
-        "decoder_channels": 8,
-        "head_ranks": RANKS_8,
-    },
-}
 
 
 def peak_rss_mb() -> float:
@@ -80,67 +52,6 @@ def peak_rss_mb() -> float:
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def time_object_counts(trackers: Dict[int, Tracker], shape, frames: int) -> Dict[int, Dict[str, float]]:
-    """Step times of one tracker per object count, taken in turns of ``TURN_FRAMES`` frames.
-
-    Taking turns exposes every object count to the same machine load, so that their ratios hold
-    even where the absolute times drift between runs. Turns of several frames keep one runtime's
-    idle threads (ONNX Runtime spins a while after each run) out of the next one's timing: only
-    the first frame of a turn is dropped.
-    """
-    images = clip_frames(shape)
-    times: Dict[int, List[float]] = {}
-    for objects, tracker in trackers.items():
-        tracker.reset()
-        tracker.add_objects(images[0], object_masks(shape, objects))
-        times[objects] = []
-    for turn in range(0, WARMUP_FRAMES + frames, TURN_FRAMES):
-        for objects, tracker in trackers.items():
-            for index in range(turn, turn + TURN_FRAMES):
-                image = images[1 + index % (len(images) - 1)]
-                start = time.perf_counter()
-                tracker.step(image)
-                times[objects].append(time.perf_counter() - start)
-    rows = {}
-    for objects, measured in times.items():
-        timed = [t for index, t in enumerate(measured) if index >= WARMUP_FRAMES and index % TURN_FRAMES]
-        median = float(np.median(timed))
-        rows[objects] = {
-            "median_ms": 1000 * median,
-            "p95_ms": 1000 * float(np.percentile(timed, 95)),
-            "fps": 1 / median,
-            "first_step_ms": 1000 * measured[0],  # the first step after add_objects
-        }
-    return rows
-
-
-def width_sweep(model: TTVOS, frames: int, threads: int) -> List[Dict]:
-    """1 and 4 objects at 480x854 through OpenVINO for each of ``WIDTH_VARIANTS`` (in turns, as the
-    speed runs), with each variant's FLOPs per further object."""
-    rows = []
-    for name, overrides in WIDTH_VARIANTS.items():
-        variant = narrow(model.cpu(), overrides).eval()
-        gflops = model_info(variant, "cpu")["gflops_per_extra_object"]
-        with tempfile.TemporaryDirectory() as export_dir:
-            export(variant, Path(export_dir))
-            options = {"backend": "openvino", "threads": threads, "internal_size": None}
-            trackers = {n: Tracker.from_pretrained(export_dir, "cpu", **options) for n in (1, 4)}
-            timing = time_object_counts(trackers, SIZES[0], frames)
-        one, four = timing[1]["median_ms"], timing[4]["median_ms"]
-        rows.append(
-            {
-                "variant": name, "overrides": overrides, "gflops_per_extra_object": gflops, "input": list(SIZES[0]),
-                "median_ms_1_object": one, "median_ms_4_objects": four,
-                "ms_per_further_object": (four - one) / 3, "ratio_4_to_1": four / one,
-            }
-        )  # fmt: skip
-        print(
-            f"{name:46} {gflops:>6.2f} GFLOPs/object  1 object {one:6.1f} ms  4 objects {four:6.1f} ms  "
-            f"{(four - one) / 3:5.1f} ms per further object  4/1 = {four / one:.2f}"
-        )
-    return rows
 
 
 def memory_run(tracker: Tracker, shape, frames: int) -> Dict[str, float]:
@@ -177,31 +88,6 @@ def speed_ratios(rows: List[Dict]) -> Dict[str, float]:
                 ms[("torch", device, shape, objects)] / ms[(label, device, shape, objects)]
             )
     return ratios
-
-
-def model_info(model, device: str, shape=(480, 864)) -> Dict[str, float]:
-    """Parameters, and FLOPs of one ``TrackingStep`` at ``shape``: one object, and each further object."""
-    image = torch.rand(1, 3, *shape, device=device) * 255
-
-    def step_flops(objects: int) -> int:
-        masks = torch.zeros(objects, 1, *shape, device=device)
-        masks[..., shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 1
-        with torch.inference_mode():
-            state = ObjectEncoder(model)(image, masks)
-            with FlopCounterMode(display=False) as counter:
-                TrackingStep(model)(image, *state, torch.tensor(0.5), torch.tensor(0.0))
-        return counter.get_total_flops()
-
-    one, two = step_flops(1), step_flops(2)
-    total = sum(p.numel() for p in model.parameters())
-    backbone = sum(p.numel() for p in model.backbone.parameters())
-    return {
-        "parameters": total,
-        "parameters_excluding_backbone": total - backbone,
-        "gflops_per_frame": one / 1e9,
-        "gflops_per_extra_object": (two - one) / 1e9,
-        "flops_input": list(shape),
-    }
 
 
 def metric_seconds(davis_root: Path) -> Dict[str, float]:
@@ -276,6 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--width-sweep", action="store_true", help="4-vs-1-object cost of narrower per-object layers (OpenVINO)"
     )
     parser.add_argument(
+        "--compare", type=Path, nargs="+", metavar="CHECKPOINT",
+        help="OpenVINO step time of these checkpoints beside --weights (default: the shipped), in turns",
+    )  # fmt: skip
+    parser.add_argument(
         "--train", action="store_true", help="training frames/s per precision and layout (4 clips x 8 frames)"
     )
     parser.add_argument("--boxes", action="store_true", help="time to turn a box into a mask, per method")
@@ -316,6 +206,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows = node_bench.main_streams(args)
         update_results(args.out, {"ros": {"git_commit": git_commit(), "streams": rows}})
         return 0
+    if args.compare:
+        from ros2_ttvos import checkpoint
+        from ros2_ttvos.bench_variants import compare_weights
+
+        paths = [args.weights or checkpoint.SHIPPED_WEIGHTS, *args.compare]
+        rows = compare_weights(paths, args.frames, args.threads)
+        update_results(args.out, {"compare": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
+        return 0
     tracker = Tracker.from_pretrained(args.weights, device=args.device)
     model = tracker.backend.model
     info = model_info(model, tracker.device)
@@ -327,6 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.model_info:
         return 0
     if args.width_sweep:
+        from ros2_ttvos.bench_variants import width_sweep
+
         rows = width_sweep(model, args.frames, args.threads)
         update_results(args.out, {"width_sweep": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
         return 0

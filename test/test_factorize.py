@@ -4,7 +4,8 @@ inference shortcuts (foreground from the logit difference, slots without normali
 import pytest
 import torch
 
-from ros2_ttvos.bench import WIDTH_VARIANTS, model_info
+from ros2_ttvos.bench_timing import model_info
+from ros2_ttvos.bench_variants import WIDTH_VARIANTS
 from ros2_ttvos.model import TTVOS, TTVOSConfig
 from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.model.layers import transposed_conv_as_conv

@@ -1,0 +1,19 @@
+"""Benchmark modes that compare network variants (their figures are printed, never asserted)."""
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.bench_variants import compare_weights
+
+
+def test_other_weights_are_timed_beside_the_shipped_ones():
+    full = checkpoint.SHIPPED_WEIGHTS.with_name("ttvos_lite0_full.pt")
+    rows = compare_weights([checkpoint.SHIPPED_WEIGHTS, full], frames=1, threads=1)
+    assert len(rows) == 8  # 2 weights x 2 sizes x 1 and 4 objects
+    assert {(r["weights"], r["input"][0], r["objects"]) for r in rows} == {
+        (str(w), h, n) for w in (checkpoint.SHIPPED_WEIGHTS, full) for h in (480, 240) for n in (1, 4)
+    }
+    for row in rows:
+        assert row["backbone"] == "efficientnet-lite0" and row["median_ms"] > 0
+        if row["weights"] == str(checkpoint.SHIPPED_WEIGHTS):
+            assert row["speed_vs_first"] == 1.0
+    by_name = {r["weights"]: r["gflops_per_frame"] for r in rows}
+    assert by_name[str(full)] > by_name[str(checkpoint.SHIPPED_WEIGHTS)]  # full rank costs more
