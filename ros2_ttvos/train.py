@@ -2,6 +2,7 @@
 
     ttvos-train --config config/train.yaml [--resume] [--max-steps N]
     ttvos-train --plot RUN_DIR
+    ttvos-train --compare-runs RUN_DIR RUN_DIR ... --out PNG   # hold-out curves side by side
     ttvos-train --export-weights RUN_DIR/best.pt --out ros2_ttvos/weights/ttvos_lite0.pt
 
 A run directory holds ``last.pt`` (written atomically at least every ``checkpoint_minutes``,
@@ -41,7 +42,7 @@ from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
-from ros2_ttvos.visualize import plot_run
+from ros2_ttvos.visualize import plot_run, plot_runs_compared
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
@@ -337,13 +338,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--travel-dir", type=Path, help="override the config's travel_dir (the run's travelling copy)")
     parser.add_argument("--merge", type=Path, metavar="DIR", help="merge a travelling copy (a GPU chunk's) and exit")
     parser.add_argument("--plot", type=Path, metavar="RUN_DIR", help="write RUN_DIR/curves.png and exit")
+    parser.add_argument(
+        "--compare-runs", type=Path, nargs="+", metavar="RUN_DIR", help="plot their hold-out curves together to --out"
+    )
     parser.add_argument("--export-weights", type=Path, metavar="CHECKPOINT", help="write fp16 weights")
-    parser.add_argument("--out", type=Path, help="output of --export-weights")
+    parser.add_argument("--out", type=Path, help="output of --export-weights or --compare-runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         if args.plot:
             print(plot_run(args.plot))
+            return 0
+        if args.compare_runs:
+            if args.out is None:
+                parser.error("--compare-runs needs --out")
+            print(plot_runs_compared(args.compare_runs, args.out))
             return 0
         if args.export_weights:
             if args.out is None:

@@ -1,13 +1,13 @@
 """What a person looks at: overlays of label masks on frames, overlay videos, training curves."""
 
-import csv
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 
 from ros2_ttvos.data.davis import davis_palette
+from ros2_ttvos.run_log import read_rows
 
 _PALETTE = davis_palette()
 
@@ -66,8 +66,7 @@ class VideoWriter:
 
 def _log_rows(run_dir: Path) -> List[Dict[str, str]]:
     """The rows of ``RUN_DIR/log.csv``; ValueError when it has none yet."""
-    with open(run_dir / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(run_dir / "log.csv")
     if not rows:
         raise ValueError(f"{run_dir / 'log.csv'} has no rows yet")
     return rows
@@ -117,6 +116,28 @@ def plot_run(run_dir: Path) -> Path:
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
     return _save(fig, run_dir)
+
+
+def plot_runs_compared(run_dirs: Sequence[Path], out: Path) -> Path:
+    """Write ``out``: the hold-out J&F of several runs against the step, single-object and
+    multi-object side by side (a trial against its control)."""
+    fig, (ax_single, ax_multi) = _two_panels()
+    for run_dir in run_dirs:
+        checked = [r for r in _log_rows(run_dir) if r["holdout_JF"]]
+        steps = [int(r["step"]) for r in checked]
+        ax_single.plot(steps, [100 * float(r["holdout_JF"]) for r in checked], "o-", label=Path(run_dir).name)
+        multi = [r for r in checked if r.get("multi_JF")]
+        ax_multi.plot(
+            [int(r["step"]) for r in multi], [100 * float(r["multi_JF"]) for r in multi], "s-", label=Path(run_dir).name
+        )
+    ax_single.set(xlabel="step", ylabel="J&F (%)", title="hold-out sequences, single objects")
+    ax_multi.set(xlabel="step", ylabel="J&F (%)", title="multi-object hold-out benchmark")
+    for axis in (ax_single, ax_multi):
+        axis.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
 
 
 def plot_box_run(run_dir: Path) -> Path:

@@ -15,7 +15,7 @@ from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.schedule import learning_rate, load_config
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer
-from ros2_ttvos.visualize import plot_run
+from ros2_ttvos.visualize import plot_run, plot_runs_compared
 
 
 def read_log(run_dir: Path):
@@ -34,6 +34,7 @@ def test_training_reduces_the_loss_and_logs_everything(tiny_config):
     run_dir = Path(tiny_config["run_dir"])
     assert (run_dir / "last.pt").is_file() and (run_dir / "best.pt").is_file()
     assert plot_run(run_dir).stat().st_size > 10_000
+    assert plot_runs_compared([run_dir, run_dir], run_dir / "compared.png").stat().st_size > 10_000
 
 
 def test_resume_reaches_the_same_state(tiny_config, tmp_path):
