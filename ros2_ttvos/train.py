@@ -236,7 +236,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
         self.step += stage["counts"]
-        return {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
+        row = {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
+        return {**row, "frames": frames.shape[0] * frames.shape[1]}  # clips x their length
 
     def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
         """Hold-out J&F (single objects) and, when configured, the multi-object benchmark's;
@@ -295,7 +296,7 @@ class Trainer:
             elapsed = time.perf_counter() - start
             row.update(
                 step=self.step, stage=stage["name"], wall_time=round(time.time(), 1),
-                frames_per_s=round(stage["batch"] * stage["frames"] / elapsed, 2),
+                frames_per_s=round(row["frames"] / elapsed, 2),
                 data_wait_share=round((self.batches.wait_seconds - waited) / elapsed, 3),
             )  # fmt: skip
             # A stage may check at its own interval; holdout_every 0 for the run: never (GPU chunks).

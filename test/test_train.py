@@ -85,6 +85,20 @@ def test_a_stage_can_set_its_own_crop_size(tiny_config):
     assert trainer.batches.get(tiny_config["stages"][1], 1, None)[0].shape[2:4] == (64, 96)
 
 
+def test_a_stage_can_draw_its_clip_length_from_a_range(tiny_config):
+    """frames: [min, max] gives one length per batch, a function of the step like the rest; a
+    video clip longer than a sequence allows at its stride takes a shorter stride."""
+    stage = {**tiny_config["stages"][1], "frames": [2, 4], "max_stride": 3}  # DAVIS clips of 4-frame sequences
+    batches = Trainer(tiny_config).batches
+    lengths = [batches.get(stage, step, None)[0].shape[1] for step in range(8)]
+    assert set(lengths) <= {2, 3, 4} and len(set(lengths)) > 1
+    assert Trainer(tiny_config).batches.get(stage, 5, None)[0].shape[1] == lengths[5]
+    config = {**tiny_config, "stages": [{**stage, "steps": 3}]}
+    Trainer(config).run()
+    rows = read_log(Path(tiny_config["run_dir"]))
+    assert len(rows) == 3 and all(float(r["frames_per_s"]) > 0 for r in rows)
+
+
 def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_config):
     stage = {**tiny_config["stages"][0], "objects": [2, 3], "frames": 4}
     ahead = Trainer(tiny_config).batches

@@ -20,8 +20,9 @@ Batch = Tuple[np.ndarray, np.ndarray]  # frames (B, T, H, W, 3) uint8 RGB, label
 
 class BatchSampler:
     """Clips for a stage: ``synthetic`` share of still-image scenes, the rest DAVIS train clips;
-    ``objects: [min, max]`` targets per clip (one count per batch); single-target clips get
-    pasted cut-outs with probability ``paste`` (always when there are several targets)."""
+    ``objects: [min, max]`` targets per clip (one count per batch); ``frames``: the clip length,
+    or ``[min, max]`` (one length per batch); single-target clips get pasted cut-outs with
+    probability ``paste`` (always when there are several targets)."""
 
     def __init__(
         self,
@@ -68,7 +69,10 @@ class BatchSampler:
         """The batch of ``step`` (0-based) in ``stage``; every target is visible on frame 0."""
         size = tuple(stage.get("size", default_size))
         low, high = stage.get("objects", [1, 1])
-        targets = int(np.random.default_rng([self.seed, self.rank, step]).integers(low, high + 1))
+        step_rng = np.random.default_rng([self.seed, self.rank, step])
+        targets = int(step_rng.integers(low, high + 1))
+        if isinstance(stage["frames"], (list, tuple)):  # a length per batch, from the range
+            stage = {**stage, "frames": int(step_rng.integers(stage["frames"][0], stage["frames"][1] + 1))}
         draw = lambda index: self._visible_clip(stage, size, targets, step, index)  # noqa: E731
         indices = range(stage["batch"])
         clips = list(self._pool.map(draw, indices) if self._pool else map(draw, indices))

@@ -116,13 +116,18 @@ class DavisClips:
         return seq.image(index), seq.mask(index)
 
     def clip(self, rng: np.random.Generator, frames: int, size: Tuple[int, int], max_stride: int = 3) -> Clip:
-        """``frames`` frames at a random stride, random crop/scale/flip; the object is visible in frame 0."""
+        """``frames`` frames at a random stride (at most what the sequence allows), random
+        crop/scale/flip; the object is visible in frame 0. Sequences shorter than ``frames`` are
+        passed over."""
+        if all(len(seq) < frames for seq in self.sequences):
+            raise ValueError(f"no training sequence has {frames} frames")
         for _ in range(20):
             seq = self.sequences[rng.integers(len(self.sequences))]
             stride = int(rng.integers(1, max_stride + 1))
+            if len(seq) < frames:
+                continue
+            stride = min(stride, (len(seq) - 1) // max(1, frames - 1))  # the longest stride that fits
             span = (frames - 1) * stride + 1
-            if span > len(seq):
-                stride, span = 1, frames
             start = int(rng.integers(0, len(seq) - span + 1))
             indices = list(range(start, start + span, stride))
             if rng.random() < 0.5:
