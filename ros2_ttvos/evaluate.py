@@ -181,6 +181,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
             precision=args.precision,
             internal_size=args.internal_size,
             hold_when_lost=args.hold_when_lost,
+            search_region=args.search_region,
         )
     all_scores, all_switches, rows = [], [], []
     given_j: List[float] = []
@@ -232,6 +233,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         precision=getattr(tracker.backend, "precision", "fp32") if tracker else None,
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
+        search_region=tracker.search_region if tracker else None,
         init=args.init if tracker else None,
         box_method=resolve_method(tracker, args.box_method) if prompt_init else None,
         box_jitter=args.box_jitter if prompt_init else None,
@@ -272,6 +274,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--internal-size", type=int, default=480, help="processing short side (pixels)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of the backend")
     parser.add_argument("--hold-when-lost", default="template", choices=HOLD_POLICIES, help="see Tracker")
+    parser.add_argument(
+        "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
+    )
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
     parser.add_argument(

@@ -202,6 +202,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--policies", nargs="+", choices=HOLD_POLICIES, default=list(HOLD_POLICIES))
     parser.add_argument("--length", type=int, default=10, help="frames of each synthetic occlusion")
     parser.add_argument("--window", type=int, default=10, help="frames after it to be picked up again")
+    parser.add_argument(
+        "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
+    )
+    parser.add_argument("--precision", default="auto", help="see Tracker.from_pretrained")
     parser.add_argument("--out", type=Path, default=Path("out/occlusion"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -212,8 +216,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if outside:
             raise ValueError(f"{outside} are not training sequences: this study never runs on val")
         davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=data["holdout"])
-        base = Tracker.from_pretrained(args.weights, backend=args.backend, threads=args.threads)
-        trackers = {p: Tracker(base.backend, args.internal_size, args.threshold, p) for p in args.policies}
+        options = {"backend": args.backend, "threads": args.threads, "precision": args.precision}
+        base = Tracker.from_pretrained(args.weights, **options)
+        trackers = {
+            p: Tracker(base.backend, args.internal_size, args.threshold, p, args.search_region) for p in args.policies
+        }
         sequences = [davis.sequence(n) for n in data["holdout"]]
         results = study(trackers, sequences, args.threshold, args.length, args.window)
     except (ValueError, OSError) as error:

@@ -26,9 +26,9 @@ def calibration_feeds(
     feeds: List[dict] = []
     step = tracker.backend.step
 
-    def recording(image, state, threshold, hold_state):
-        feeds.append(step_feed(image, state, threshold, hold_state))
-        return step(image, state, threshold, hold_state)
+    def recording(*inputs):
+        feeds.append(step_feed(*inputs))
+        return step(*inputs)
 
     tracker.backend.step = recording
     for sequence in Davis(davis_root, 2016, sequences=list(sequences)):

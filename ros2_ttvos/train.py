@@ -11,7 +11,8 @@ damaged), ``best.pt`` (best hold-out ``selection`` score: the single-object hold
 its mean with the multi-object benchmark's when ``data.multi_holdout`` is set) and ``log.csv``
 (every loss, every hold-out check).
 The hold-out check runs the tracker at ``holdout_internal_size``, which a stage may set for
-itself; when it changes, ``best.pt`` is scored again at the new size before it is compared.
+itself, with its search region unless ``holdout_search_region: false``; when this protocol
+changes, ``best.pt`` is scored again with the new one before it is compared.
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
 the whole schedule state. A machine with ``batch_scale: k`` (a lent GPU) trains k of the
 schedule's batches in one optimizer step, which counts as k steps (see ``Trainer.stage``).
@@ -88,7 +89,7 @@ class Trainer:
             self.runner = torch.nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
         self.step = 0
         self.best_jf = -1.0
-        self.best_size: Optional[int] = None  # internal size best_jf was measured at
+        self.best_protocol: Optional[Dict[str, Any]] = None  # how best_jf was measured (holdout_protocol)
         data = config["data"]
         sets = training_sets(data)
         self.holdout = sets.holdout
@@ -111,7 +112,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             step=self.step,
             best_jf=self.best_jf,
-            best_size=self.best_size,
+            best_protocol=self.best_protocol,
             torch_rng=torch.get_rng_state(),
             train_config=self.config,
             git_commit=git_commit(),
@@ -165,7 +166,9 @@ class Trainer:
                 continue
             self.step = int(payload["step"])
             self.best_jf = float(payload["best_jf"])
-            self.best_size = payload.get("best_size")  # absent before session 3: re-scored
+            self.best_protocol = payload.get("best_protocol") or (  # before: the size alone, no search region
+                {"internal_size": payload["best_size"], "search_region": False} if payload.get("best_size") else None
+            )
             torch.set_rng_state(payload["torch_rng"])
             self._truncate_log()
             LOG.info("resumed from %s at step %d", path, self.step)
@@ -239,10 +242,15 @@ class Trainer:
         row = {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
         return {**row, "frames": frames.shape[0] * frames.shape[1]}  # clips x their length
 
-    def _holdout_scores(self, model: TTVOS, internal_size: int) -> Dict[str, float]:
+    def holdout_protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
+        """How the hold-out check of ``stage`` runs the tracker: its internal size and search region."""
+        size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
+        return {"internal_size": size, "search_region": bool(self.config.get("holdout_search_region", True))}
+
+    def _holdout_scores(self, model: TTVOS, protocol: Dict[str, Any]) -> Dict[str, float]:
         """Hold-out J&F (single objects) and, when configured, the multi-object benchmark's;
         ``selection`` is what checkpoints are chosen by: the mean of the two J&F, or the first."""
-        tracker = Tracker.from_model(model, self.device, internal_size=internal_size)
+        tracker = Tracker.from_model(model, self.device, **protocol)
         scores = evaluate_sequences(tracker, self.holdout)
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:
@@ -253,23 +261,21 @@ class Trainer:
 
     def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
         """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
-        size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
-        scores = self._holdout_scores(self.model, size)
+        protocol = self.holdout_protocol(stage)
+        scores = self._holdout_scores(self.model, protocol)
         best = self.run_dir / "best.pt"
-        if size != self.best_size and best.is_file():
+        if protocol != self.best_protocol and best.is_file():
             best_model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
-            self.best_jf = self._holdout_scores(best_model, size)["selection"]
-            LOG.info("hold-out size is now %d: best.pt scored again at that size: %.4f", size, self.best_jf)
-        self.best_size = size
+            self.best_jf = self._holdout_scores(best_model, protocol)["selection"]
+            LOG.info("hold-out check is now %s: best.pt scored again that way: %.4f", protocol, self.best_jf)
+        self.best_protocol = protocol
         if scores["selection"] > self.best_jf:
             self.best_jf = scores["selection"]
             checkpoint.save_atomic(
                 checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
                 best,
             )
-            (self.run_dir / "best.json").write_text(
-                json.dumps({"step": self.step, "internal_size": size, **scores}, indent=2)
-            )
+            (self.run_dir / "best.json").write_text(json.dumps({"step": self.step, **protocol, **scores}, indent=2))
         return scores
 
     def request_stop(self, signum, frame) -> None:

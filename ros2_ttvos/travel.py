@@ -153,7 +153,8 @@ def merge_travel(src: Path, run_dir: Path, log_fields: List[str]) -> bool:
         if (src / "best.json").is_file():
             shutil.copy2(src / "best.json", run_dir / "best.json")
     elif ours is not None:  # keep our best and its score
-        incoming["best_jf"], incoming["best_size"] = ours.get("best_jf", -1.0), ours.get("best_size")
+        incoming["best_jf"] = ours.get("best_jf", -1.0)
+        incoming["best_size"], incoming["best_protocol"] = ours.get("best_size"), ours.get("best_protocol")
     if (run_dir / "last.pt").is_file():
         (run_dir / "last.pt").replace(run_dir / "previous.pt")
     checkpoint.save_atomic(incoming, run_dir / "last.pt")

@@ -228,6 +228,7 @@ def test_runtime_parameters(node, ros_client):
             float: (ParameterType.PARAMETER_DOUBLE, "double_value"),
             int: (ParameterType.PARAMETER_INTEGER, "integer_value"),
             str: (ParameterType.PARAMETER_STRING, "string_value"),
+            bool: (ParameterType.PARAMETER_BOOL, "bool_value"),
         }[type(value)]
         parameter = Parameter(name=name, value=ParameterValue(type=kind, **{field: value}))
         return ros_client.call(set_params, SetParameters.Request(parameters=[parameter])).results[0]
@@ -239,6 +240,8 @@ def test_runtime_parameters(node, ros_client):
     assert set_param("hold_when_lost", "template").successful
     result = set_param("hold_when_lost", "forever")
     assert not result.successful and "must be one of" in result.reason
+    assert set_param("search_region", False).successful  # looked for everywhere
+    assert set_param("search_region", True).successful
 
 
 def test_diagnostics(node, ros_client):

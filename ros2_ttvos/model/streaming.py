@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ros2_ttvos.model.merge import assign_slots, merge_objects
+from ros2_ttvos.model.search_region import search_region
 from ros2_ttvos.model.ttvos import TTVOS, TemplateState
 
 AREA_RATE = 0.2  # how fast an object's usual area follows its confident frames
@@ -36,9 +37,11 @@ class TrackingStep(nn.Module):
     Inputs: image, hist, st, lt, updates, area, threshold (scalar: an object whose confidence is
     below it is lost, and keeps its long-term template and usual area), hold_state (scalar: 1 = a
     lost object keeps its short-term part, ``hist`` and ``st``, as well, so that it is looked for
-    where and as it was last seen; 0 = those follow every frame).
+    where and as it was last seen; 0 = those follow every frame), search (scalar: 1 = each
+    object's foreground is weighted by its search region, ``model.search_region``; 0 or None:
+    looked for everywhere).
     Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,); foreground
-    (N, H, W) (each object's own probability, before the merge); then the new hist, st, lt,
+    (N, H, W) (each object's own probability in its search region, before the merge); then the new hist, st, lt,
     updates, area. Each object's next state comes from its share after the merge
     (``merge_objects``), so that two objects cannot both claim the same pixels.
 
@@ -51,11 +54,16 @@ class TrackingStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image, hist, st, lt, updates, area, threshold, hold_state) -> Tuple[torch.Tensor, ...]:
+    def forward(
+        self, image, hist, st, lt, updates, area, threshold, hold_state, search=None
+    ) -> Tuple[torch.Tensor, ...]:
         state = TemplateState(hist, st, lt, updates)
         feats = self.model.encode_image(image)
         out = self.model.segment(feats, state, with_logits=False)
         foreground = out.foreground[:, 0]
+        if search is not None:
+            region = search_region(hist, area, foreground.shape[-2:])[:, 0]
+            foreground = foreground * (search * region + (1.0 - search))
         slots = assign_slots(foreground)
         kept = merge_objects(foreground)  # what each object keeps of the frame: its next state
         ids = torch.arange(1, foreground.shape[0] + 1, device=image.device).view(-1, 1, 1)

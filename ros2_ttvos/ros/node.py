@@ -107,6 +107,7 @@ class TTVOSNode(LifecycleNode):
                 if self.tracker is not None:
                     self.tracker.confidence_threshold = self.config.confidence_threshold
                     self.tracker.hold_when_lost = self.config.hold_when_lost
+                    self.tracker.search_region = self.config.search_region
 
     # --- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -121,6 +122,7 @@ class TTVOSNode(LifecycleNode):
                 internal_size=config.internal_size,
                 confidence_threshold=config.confidence_threshold,
                 hold_when_lost=config.hold_when_lost,
+                search_region=config.search_region,
             )
         except (CheckpointError, ValueError, OSError, RuntimeError) as error:
             self._last_error = f"configure failed: {error}"

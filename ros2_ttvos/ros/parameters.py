@@ -46,6 +46,14 @@ PARAMETERS = {
         "template",
         _descriptor("what a lost object keeps: template (long-term), state (all of it) or none", runtime=True),
     ),  # fmt: skip
+    "search_region": (
+        True,
+        _descriptor(
+            "true: each object is looked for near its last mask (15 % of internal_size around it); "
+            "false: everywhere in the frame",
+            runtime=True,
+        ),
+    ),
     "box_method": (
         "auto",
         _descriptor(
@@ -61,7 +69,7 @@ PARAMETERS = {
     "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
     "autostart": (True, _descriptor("configure and activate on start-up")),
 }
-RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "box_method", "publish_overlay"}
+RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "search_region", "box_method", "publish_overlay"}
 CHOICES = {
     "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
@@ -84,6 +92,7 @@ class NodeConfig:
     max_objects: int
     confidence_threshold: float
     hold_when_lost: str
+    search_region: bool
     box_method: str
     publish_overlay: bool
     process_every_frame: bool
