@@ -265,8 +265,10 @@ class Trainer:
         scores = self._holdout_scores(self.model, protocol)
         best = self.run_dir / "best.pt"
         if protocol != self.best_protocol and best.is_file():
-            best_model = checkpoint.build_model(checkpoint.load(best)).to(self.device)
-            self.best_jf = self._holdout_scores(best_model, protocol)["selection"]
+            payload = checkpoint.load(best)
+            rescored = self._holdout_scores(checkpoint.build_model(payload).to(self.device), protocol)
+            self.best_jf = rescored["selection"]
+            self._write_best_json(payload["step"], protocol, rescored)
             LOG.info("hold-out check is now %s: best.pt scored again that way: %.4f", protocol, self.best_jf)
         self.best_protocol = protocol
         if scores["selection"] > self.best_jf:
@@ -275,8 +277,11 @@ class Trainer:
                 checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
                 best,
             )
-            (self.run_dir / "best.json").write_text(json.dumps({"step": self.step, **protocol, **scores}, indent=2))
+            self._write_best_json(self.step, protocol, scores)
         return scores
+
+    def _write_best_json(self, step: int, protocol: Dict[str, Any], scores: Dict[str, float]) -> None:
+        (self.run_dir / "best.json").write_text(json.dumps({"step": step, **protocol, **scores}, indent=2))
 
     def request_stop(self, signum, frame) -> None:
         LOG.warning("signal %d: saving a checkpoint and stopping", signum)

@@ -189,6 +189,7 @@ def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_
     resumed.run(max_steps=3)
     assert resumed.best_protocol == {"internal_size": 64, "search_region": True}
     assert "scored again" in caplog.text
+    assert json.loads((resumed.run_dir / "best.json").read_text())["search_region"] is True
 
 
 def test_a_config_can_start_from_a_base_config(tmp_path, monkeypatch):
