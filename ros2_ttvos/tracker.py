@@ -23,7 +23,6 @@ import numpy as np
 from ros2_ttvos import backends, runtime_choice
 
 LOG = logging.getLogger(__name__)
-# Reduced precisions: the backend that runs each.
 
 MAX_OBJECT_ID = 255
 HOLD_POLICIES = ("template", "state", "none")  # what a lost object keeps; see Tracker

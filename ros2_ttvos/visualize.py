@@ -88,9 +88,9 @@ def _moving_average(steps: np.ndarray, values: np.ndarray, longest: int):
     return steps[window - 1 :], np.convolve(values, np.ones(window) / window, mode="valid")
 
 
-def _save(fig, run_dir: Path) -> Path:
+def _save(fig, out: Path) -> Path:
     fig.tight_layout()
-    out = run_dir / "curves.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
 
@@ -115,7 +115,7 @@ def plot_run(run_dir: Path) -> Path:
             ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
-    return _save(fig, run_dir)
+    return _save(fig, run_dir / "curves.png")
 
 
 def plot_runs_compared(run_dirs: Sequence[Path], out: Path) -> Path:
@@ -134,10 +134,7 @@ def plot_runs_compared(run_dirs: Sequence[Path], out: Path) -> Path:
     ax_multi.set(xlabel="step", ylabel="J&F (%)", title="multi-object hold-out benchmark")
     for axis in (ax_single, ax_multi):
         axis.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
+    return _save(fig, out)
 
 
 def plot_box_run(run_dir: Path) -> Path:
@@ -157,4 +154,4 @@ def plot_box_run(run_dir: Path) -> Path:
         ax_j.plot([int(r["step"]) for r in checked], [100 * float(r[key]) for r in checked], "o-", label=label)
     ax_j.set(xlabel="step", ylabel="J of the mask (%)", title="box head: hold-out J")
     ax_j.legend()
-    return _save(fig, run_dir)
+    return _save(fig, run_dir / "curves.png")
