@@ -119,7 +119,9 @@ class TorchBackend:
         return self._run(self._encoder, image, masks)
 
     def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool):
-        scalars = (np.asarray(v, np.float32) for v in (threshold, float(hold_state), float(search)))
+        scalars = [np.asarray(threshold, np.float32), np.asarray(float(hold_state), np.float32)]
+        if search:  # without this input the eager step skips the region's work; an export computes it always
+            scalars.append(np.asarray(1.0, np.float32))
         slots, confidence, foreground, *new_state = self._run(self._step, image, *state, *scalars)
         return slots, confidence, foreground, tuple(new_state)
 

@@ -7,6 +7,7 @@
     ttvos-bench --metrics DAVIS_ROOT  # time to score every frame of DAVIS16 val (one core)
     ttvos-bench --width-sweep         # 4-vs-1-object cost of narrower per-object layers (OpenVINO)
     ttvos-bench --compare CKPT ...    # other weights (a stronger backbone) beside the shipped ones (OpenVINO)
+    ttvos-bench --region-cost         # the step with and without its search region (torch)
 
 Speed: median ms of ``Tracker.step`` (image in, labels out) at 480x854 and 240x427 input, each
 processed at its own short side, for 1, 2 and 4 objects (one tracker each, stepped in turns on the
@@ -166,6 +167,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="OpenVINO step time of these checkpoints beside --weights (default: the shipped), in turns",
     )  # fmt: skip
     parser.add_argument(
+        "--region-cost", action="store_true", help="step time with and without the search region (torch), in turns"
+    )
+    parser.add_argument(
         "--train", action="store_true", help="training frames/s per precision and layout (4 clips x 8 frames)"
     )
     parser.add_argument("--boxes", action="store_true", help="time to turn a box into a mask, per method")
@@ -229,6 +233,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         rows = width_sweep(model, args.frames, args.threads)
         update_results(args.out, {"width_sweep": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
+        return 0
+    if args.region_cost:
+        from ros2_ttvos.bench_variants import region_cost
+
+        rows = region_cost(model, args.frames, tracker.device)
+        update_results(args.out, {"region_cost": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
         return 0
     results = {"threads": args.threads, "git_commit": git_commit(), **info}
     # Memory first, while the process holds only this tracker and the model.

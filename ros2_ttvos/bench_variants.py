@@ -1,6 +1,6 @@
-"""``ttvos-bench --width-sweep`` and ``--compare``: network variants timed side by side, in turns
-on the same frames: narrower per-object layers of the loaded network, or other weights files (a
-stronger backbone) against the shipped ones."""
+"""``ttvos-bench --width-sweep``, ``--compare`` and ``--region-cost``: variants timed side by side,
+in turns on the same frames: narrower per-object layers of the loaded network, other weights files
+(a stronger backbone) against the shipped ones, and the step with and without its search region."""
 
 import tempfile
 from pathlib import Path
@@ -95,4 +95,29 @@ def compare_weights(paths: Sequence[Path], frames: int, threads: int, precision:
                     f"{row['precision']:4} {shape[0]:>4}x{shape[1]:<4} {objects} object(s) {row['median_ms']:7.1f} ms  "
                     f"{row['fps']:6.1f} FPS  x{row['speed_vs_first']:.2f} of the first"
                 )
+    return rows
+
+
+def region_cost(model: TTVOS, frames: int, device: str = "cpu") -> List[Dict]:
+    """1 and 4 objects at each of ``SIZES`` through the torch backend with the search region
+    (``model.search_region``) on and off, in turns: what the region adds to a step. The eager step
+    skips the region when it is off; an exported step computes it either way."""
+    cases = {
+        (region, objects): (Tracker.from_model(model, device, internal_size=None, search_region=region), objects)
+        for region in (True, False)
+        for objects in (1, 4)
+    }
+    rows = []
+    for shape in SIZES:
+        timing = time_in_turns(cases, shape, frames)
+        for objects in (1, 4):
+            on, off = timing[(True, objects)]["median_ms"], timing[(False, objects)]["median_ms"]
+            rows.append(
+                {"backend": "torch", "input": list(shape), "objects": objects, "median_ms_with_region": on,
+                 "median_ms_without_region": off, "region_share_of_step": (on - off) / on}
+            )  # fmt: skip
+            print(
+                f"torch {shape[0]:>4}x{shape[1]:<4} {objects} object(s): with the search region {on:7.1f} ms, "
+                f"without {off:7.1f} ms: the region is {100 * (on - off) / on:5.1f} % of the step"
+            )
     return rows

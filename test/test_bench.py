@@ -1,7 +1,7 @@
 """Benchmark modes that compare network variants (their figures are printed, never asserted)."""
 
 from ros2_ttvos import checkpoint
-from ros2_ttvos.bench_variants import compare_weights
+from ros2_ttvos.bench_variants import compare_weights, region_cost
 
 
 def test_other_weights_are_timed_beside_the_shipped_ones():
@@ -17,3 +17,13 @@ def test_other_weights_are_timed_beside_the_shipped_ones():
             assert row["speed_vs_first"] == 1.0
     by_name = {r["weights"]: r["gflops_per_frame"] for r in rows}
     assert by_name[str(full)] > by_name[str(checkpoint.SHIPPED_WEIGHTS)]  # full rank costs more
+
+
+def test_the_search_region_is_timed_on_and_off_side_by_side():
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS)).eval()
+    rows = region_cost(model, frames=1)
+    assert {(r["input"][0], r["objects"]) for r in rows} == {(h, n) for h in (480, 240) for n in (1, 4)}
+    for row in rows:
+        assert row["median_ms_with_region"] > 0 and row["median_ms_without_region"] > 0
+        on, off = row["median_ms_with_region"], row["median_ms_without_region"]
+        assert row["region_share_of_step"] == (on - off) / on
