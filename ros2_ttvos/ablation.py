@@ -1,6 +1,7 @@
 """Ablation of TTVOS's parts on the hold-out train sequences (``ttvos-ablate``).
 
     ttvos-ablate --config config/ablation.yaml [--variants full no_long_term] [--threads 1]
+    ttvos-ablate --config config/ablation.yaml --test-time-only CHECKPOINT   # no training
 
 Every variant starts from the same weights (``init_weights``), trains the same steps on the same
 clips (same seed, so the same data order) with one part switched off, and is then scored on the
@@ -10,6 +11,10 @@ each model variant is also scored with the part switched off at test time only (
 which shows what the trained full model leans on. DAVIS16 val is never touched.
 
 Writes ``RUN_DIR/ablation.json`` and ``RUN_DIR/ablation.md`` (the table) and prints the table.
+``--test-time-only CHECKPOINT`` trains nothing: it scores those weights with each variant's switch
+set at test time, on the hold-out sequences and the multi-object benchmark (issue #18: does the
+long-term template buy points once the training has taught it?), into
+``RUN_DIR/test-time-<checkpoint name>.json`` and ``.md``.
 """
 
 import argparse
@@ -22,10 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
 import yaml
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.davis import Davis
+from ros2_ttvos.data.training_sets import multi_holdout
 from ros2_ttvos.evaluate import evaluate_sequences, git_commit
 from ros2_ttvos.schedule import load_config
 from ros2_ttvos.tracker import Tracker
@@ -62,6 +69,50 @@ def test_time_only(init_weights: Path, overrides: Dict[str, Any], sequences, int
     """Hold-out scores of the initial weights with the variant's switches set at test time only."""
     switched = checkpoint.build_model(checkpoint.load(init_weights), overrides)
     return evaluate_sequences(Tracker.from_model(switched, "cpu", internal_size=internal_size), sequences)
+
+
+def test_time_report(weights: Path, ablation: Dict[str, Any], holdout, multi, internal_size: int) -> Dict[str, Any]:
+    """Scores of ``weights`` as trained (``none``) and with each variant's model switch at test time."""
+    switches = {"none": {"description": "nothing (the weights as trained)"}}  # the reference row
+    switches.update({name: v for name, v in ablation["variants"].items() if v and v.get("model")})
+    rows = {}
+    for name, variant in switches.items():
+        LOG.info("test-time switch %s", name)
+        overrides = variant.get("model", {})
+        row = {
+            "description": variant.get("description", ""),
+            "holdout": test_time_only(weights, overrides, holdout, internal_size),
+        }
+        if multi:
+            row["multi"] = test_time_only(weights, overrides, multi, internal_size)
+        rows[name] = row
+    return {"weights": str(weights), "step": checkpoint.load(weights).get("step"), "internal_size": internal_size,
+            "git_commit": git_commit(), "switches": rows}  # fmt: skip
+
+
+def test_time_table(report: Dict[str, Any]) -> str:
+    """The test-time table: hold-out J&F and the multi-object benchmark's, each switch against none."""
+    lines = [
+        "| variant | switched off at test time | hold-out J&F | change | multi-object J&F | change | id switches |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    none = report["switches"]["none"]
+    for name, row in report["switches"].items():
+        single = 100 * row["holdout"]["JF_mean"]
+        cells = [f"{single:.1f}", f"{single - 100 * none['holdout']['JF_mean']:+.1f}"]
+        if "multi" in row:
+            multi = 100 * row["multi"]["JF_mean"]
+            switched = 100 * row["multi"]["id_switch_rate"]
+            cells += [f"{multi:.1f}", f"{multi - 100 * none['multi']['JF_mean']:+.1f}", f"{switched:.1f} %"]
+        else:
+            cells += ["n/a", "", ""]
+        lines.append(f"| {name} | {row['description']} | {' | '.join(cells)} |")
+    lines.append("")
+    step = f" (step {report['step']})" if report["step"] is not None else ""
+    lines.append(
+        f"Weights: `{report['weights']}`{step}; internal size {report['internal_size']}, search region on; no training."
+    )
+    return "\n".join(lines) + "\n"
 
 
 def run_variant(config: Dict[str, Any]) -> Dict[str, float]:
@@ -107,6 +158,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("config/ablation.yaml"))
     parser.add_argument("--variants", nargs="+", help="run only these variants (default: all)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--test-time-only", type=Path, metavar="CHECKPOINT",
+        help="train nothing: score these weights with each variant's switch at test time (hold-out and multi-object)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     ablation = yaml.safe_load(args.config.read_text())
@@ -122,6 +177,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     data = base["data"]
     davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=data["holdout"])
     holdout = [davis.sequence(name) for name in data["holdout"]]
+    if args.test_time_only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        report = test_time_report(args.test_time_only, ablation, holdout, multi_holdout(data), internal_size)
+        run_dir = Path(ablation["run_dir"]).expanduser()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"test-time-{args.test_time_only.stem}"
+        (run_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+        table = test_time_table(report)
+        (run_dir / f"{stem}.md").write_text(table)
+        print(table)
+        return 0
     results = {
         "budget": "{steps} steps of {batch} clips x {frames} frames at {size}, lr {lr}".format(
             **ablation["stage"], size="x".join(map(str, base["size"]))

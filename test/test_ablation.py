@@ -64,3 +64,18 @@ def test_tiny_ablation_scores_every_variant_once(tmp_path, tiny_config, capsys):
     assert main(["--config", str(config)]) == 0
     assert (run_dir / "full" / "log.csv").read_text() == log
     assert json.loads((run_dir / "ablation.json").read_text())["variants"] == results["variants"]
+
+
+def test_test_time_only_scores_each_switch_without_training(tmp_path, tiny_config, capsys):
+    tiny_config["data"]["multi_holdout"] = {"dir": str(tmp_path / "multi"), "seed": 0, "variants": 1}
+    config = write_ablation(tmp_path, tiny_config)
+    weights = tmp_path / "start.pt"
+    assert main(["--config", str(config), "--test-time-only", str(weights), "--threads", "1"]) == 0
+    run_dir = tmp_path / "ablation"
+    report = json.loads((run_dir / "test-time-start.json").read_text())
+    assert list(report["switches"]) == ["none", "no_long_term"]  # the variants with a model switch
+    for row in report["switches"].values():
+        assert 0.0 <= row["holdout"]["JF_mean"] <= 1.0 and 0.0 <= row["multi"]["JF_mean"] <= 1.0
+    assert not (run_dir / "full").exists() and not (run_dir / "no_long_term").exists()  # nothing trained
+    table = (run_dir / "test-time-start.md").read_text()
+    assert "| no_long_term | long-term matching |" in table and table in capsys.readouterr().out
