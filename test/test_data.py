@@ -1,10 +1,11 @@
-"""DAVIS reading (2016 binary, 2017 palette) and the evaluation loop's handling of late objects."""
+"""DAVIS reading (2016 binary, 2017 palette), the evaluation loop's handling of late objects, video clips."""
 
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ros2_ttvos.data.clips import DavisClips
 from ros2_ttvos.data.davis import Davis, read_mask, write_mask
 from ros2_ttvos.evaluate import track_sequence
 from ros2_ttvos.tracker import Tracker
@@ -57,3 +58,31 @@ def test_binary_masks_from_la_and_soft_pngs(tmp_path):
     Image.fromarray(values, mode="L").save(tmp_path / "soft.png")
     for name in ("la.png", "soft.png"):
         np.testing.assert_array_equal(read_mask(tmp_path / name, binary=True), [[0, 0, 1, 1]])
+
+
+class _StillSequence:
+    """Four identical annotated frames: what DavisClips needs of a sequence."""
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray):
+        self._image, self._mask = image, mask
+
+    def __len__(self) -> int:
+        return 4
+
+    def image(self, index: int) -> np.ndarray:
+        return self._image
+
+    def mask(self, index: int) -> np.ndarray:
+        return self._mask
+
+
+def test_zoom_shows_video_frames_at_their_own_pixel_size():
+    image = np.zeros((240, 432, 3), np.uint8)  # frames twice the crop's size
+    mask = np.zeros((240, 432), np.uint8)
+    mask[100:140, 196:236] = 1  # a 40 x 40 object
+    clips = DavisClips([_StillSequence(image, mask)])
+    rng = np.random.default_rng(0)
+    whole = clips.clip(rng, 2, (120, 216), zoom=(1.0, 1.0))[1]
+    own_size = clips.clip(rng, 2, (120, 216), zoom=(2.0, 2.0))[1]
+    assert whole.shape == own_size.shape == (2, 120, 216)
+    assert whole[0].sum() == 20 * 20 and own_size[0].sum() == 40 * 40

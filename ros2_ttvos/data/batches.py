@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ros2_ttvos.data.clips import DavisClips, StillImages, synthetic_clip
+from ros2_ttvos.data.clips import DAVIS_ZOOM, DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.composite import cut_out_sampler, multi_object_clip
 
 Batch = Tuple[np.ndarray, np.ndarray]  # frames (B, T, H, W, 3) uint8 RGB, labels (B, T, H, W) uint8
@@ -22,7 +22,8 @@ class BatchSampler:
     """Clips for a stage: ``synthetic`` share of still-image scenes, the rest DAVIS train clips;
     ``objects: [min, max]`` targets per clip (one count per batch); ``frames``: the clip length,
     or ``[min, max]`` (one length per batch); single-target clips get pasted cut-outs with
-    probability ``paste`` (always when there are several targets)."""
+    probability ``paste`` (always when there are several targets); ``zoom: [min, max]``: the scale
+    range of the DAVIS clips (``DavisClips.clip``)."""
 
     def __init__(
         self,
@@ -50,7 +51,8 @@ class BatchSampler:
         if rng.random() < stage["synthetic"]:
             scene = synthetic_clip(self._sample_still, rng, stage["frames"], size)
         else:
-            scene = self.clips.clip(rng, stage["frames"], size, stage.get("max_stride", 3))
+            zoom = tuple(stage.get("zoom", DAVIS_ZOOM))
+            scene = self.clips.clip(rng, stage["frames"], size, stage.get("max_stride", 3), zoom)
         if targets == 1 and rng.random() >= stage.get("paste", 0.5):
             return scene if scene[1][0].any() else None
         return multi_object_clip(scene, targets, rng, self.sample_cut, stage.get("distractors", 2))

@@ -63,6 +63,9 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a3 @ b3)[:2]
 
 
+DAVIS_ZOOM = (1.0, 1.4)  # a stage's default ``zoom`` of video clips (DavisClips.clip)
+
+
 def colour_jitter(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random per-channel gain and a brightness offset."""
     gain = rng.uniform(0.8, 1.2, size=3)
@@ -115,10 +118,19 @@ class DavisClips:
         index = int(rng.integers(len(seq)))
         return seq.image(index), seq.mask(index)
 
-    def clip(self, rng: np.random.Generator, frames: int, size: Tuple[int, int], max_stride: int = 3) -> Clip:
+    def clip(
+        self,
+        rng: np.random.Generator,
+        frames: int,
+        size: Tuple[int, int],
+        max_stride: int = 3,
+        zoom: Tuple[float, float] = DAVIS_ZOOM,
+    ) -> Clip:
         """``frames`` frames at a random stride (at most what the sequence allows), random
         crop/scale/flip; the object is visible in frame 0. Sequences shorter than ``frames`` are
-        passed over."""
+        passed over. ``zoom``: the range (drawn log-uniformly) of the frames' scale over the
+        smallest that covers ``size``: 1 shows the whole frame; with 480p frames and a 240x432
+        crop, 2 shows them at their own pixel size, as the tracker sees them at internal size 480."""
         if all(len(seq) < frames for seq in self.sequences):
             raise ValueError(f"no training sequence has {frames} frames")
         for _ in range(20):
@@ -139,7 +151,7 @@ class DavisClips:
         masks = [seq.mask(i) for i in indices]
         masks = [m if m is not None else np.zeros(images[0].shape[:2], np.uint8) for m in masks]
         h, w = size
-        scale = max(h / images[0].shape[0], w / images[0].shape[1]) * rng.uniform(1.0, 1.4)
+        scale = max(h / images[0].shape[0], w / images[0].shape[1]) * np.exp(rng.uniform(*np.log(zoom)))
         new = (max(w, round(images[0].shape[1] * scale)), max(h, round(images[0].shape[0] * scale)))
         ys, xs = np.nonzero(cv2.resize(masks[0], new, interpolation=cv2.INTER_NEAREST))
         y0 = int(np.clip(np.median(ys) - h // 2 + rng.integers(-h // 4, h // 4 + 1), 0, new[1] - h))
