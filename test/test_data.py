@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ros2_ttvos.data.clips import DavisClips
@@ -86,3 +87,5 @@ def test_zoom_shows_video_frames_at_their_own_pixel_size():
     own_size = clips.clip(rng, 2, (120, 216), zoom=(2.0, 2.0))[1]
     assert whole.shape == own_size.shape == (2, 120, 216)
     assert whole[0].sum() == 20 * 20 and own_size[0].sum() == 40 * 40
+    with pytest.raises(ValueError, match="zoom"):
+        clips.clip(rng, 2, (120, 216), zoom=(1.5, 1.0))

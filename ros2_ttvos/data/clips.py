@@ -133,6 +133,8 @@ class DavisClips:
         crop, 2 shows them at their own pixel size, as the tracker sees them at internal size 480."""
         if all(len(seq) < frames for seq in self.sequences):
             raise ValueError(f"no training sequence has {frames} frames")
+        if not 0 < zoom[0] <= zoom[1]:
+            raise ValueError(f"zoom must be [min, max] with 0 < min <= max, got {list(zoom)}")
         for _ in range(20):
             seq = self.sequences[rng.integers(len(self.sequences))]
             stride = int(rng.integers(1, max_stride + 1))
