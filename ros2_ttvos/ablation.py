@@ -65,28 +65,30 @@ def final_holdout(run_dir: Path) -> Dict[str, float]:
     return payload["holdout"]
 
 
+def switched_tracker(payload: Dict[str, Any], overrides: Dict[str, Any], internal_size: int) -> Tracker:
+    """A tracker on the checkpoint ``payload``'s network with the variant's switches set at test time."""
+    return Tracker.from_model(checkpoint.build_model(payload, overrides), "cpu", internal_size=internal_size)
+
+
 def test_time_only(init_weights: Path, overrides: Dict[str, Any], sequences, internal_size: int) -> Dict[str, float]:
     """Hold-out scores of the initial weights with the variant's switches set at test time only."""
-    switched = checkpoint.build_model(checkpoint.load(init_weights), overrides)
-    return evaluate_sequences(Tracker.from_model(switched, "cpu", internal_size=internal_size), sequences)
+    return evaluate_sequences(switched_tracker(checkpoint.load(init_weights), overrides, internal_size), sequences)
 
 
 def test_time_report(weights: Path, ablation: Dict[str, Any], holdout, multi, internal_size: int) -> Dict[str, Any]:
     """Scores of ``weights`` as trained (``none``) and with each variant's model switch at test time."""
     switches = {"none": {"description": "nothing (the weights as trained)"}}  # the reference row
     switches.update({name: v for name, v in ablation["variants"].items() if v and v.get("model")})
+    payload = checkpoint.load(weights)
     rows = {}
     for name, variant in switches.items():
         LOG.info("test-time switch %s", name)
-        overrides = variant.get("model", {})
-        row = {
-            "description": variant.get("description", ""),
-            "holdout": test_time_only(weights, overrides, holdout, internal_size),
-        }
+        tracker = switched_tracker(payload, variant.get("model", {}), internal_size)
+        row = {"description": variant.get("description", ""), "holdout": evaluate_sequences(tracker, holdout)}
         if multi:
-            row["multi"] = test_time_only(weights, overrides, multi, internal_size)
+            row["multi"] = evaluate_sequences(tracker, multi)
         rows[name] = row
-    return {"weights": str(weights), "step": checkpoint.load(weights).get("step"), "internal_size": internal_size,
+    return {"weights": str(weights), "step": payload.get("step"), "internal_size": internal_size,
             "git_commit": git_commit(), "switches": rows}  # fmt: skip
 
 
