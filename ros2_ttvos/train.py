@@ -7,19 +7,17 @@
 
 A run directory holds ``last.pt`` (written atomically at least every ``checkpoint_minutes``,
 on SIGINT/SIGTERM and at the end), ``previous.pt`` (the one before, used when ``last.pt`` is
-damaged), ``best.pt`` (best hold-out ``selection`` score: the single-object hold-out J&F, or
-its mean with the multi-object benchmark's when ``data.multi_holdout`` is set) and ``log.csv``
+damaged), ``best.pt`` (best hold-out ``selection`` score, see ``selection.py``) and ``log.csv``
 (every loss, every hold-out check).
-The hold-out check runs the tracker at ``holdout_internal_size``, which a stage may set for
-itself, with its search region unless ``holdout_search_region: false``; when this protocol
-changes, ``best.pt`` is scored again with the new one before it is compared.
+With ``average_half_life: H`` (steps; a stage may set its own) the run keeps a moving average of
+its weights (``weight_average.py``): the checks score it and ``best.pt`` keeps it; with
+``holdout_compare_raw: true`` every check scores the trained weights as well (``raw_*`` columns).
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
 the whole schedule state. A machine with ``batch_scale: k`` (a lent GPU) trains k of the
 schedule's batches in one optimizer step, which counts as k steps (see ``Trainer.stage``).
 """
 
 import argparse
-import json
 import logging
 import math
 import signal
@@ -35,21 +33,22 @@ from ros2_ttvos import checkpoint, distributed
 from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.data.batches import BatchSampler, Prefetcher
 from ros2_ttvos.data.training_sets import multi_holdout, training_sets
-from ros2_ttvos.evaluate import evaluate_sequences, git_commit
+from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.init_weights import init_backbone, initial_weights
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
-from ros2_ttvos.tracker import Tracker
+from ros2_ttvos.selection import HoldoutSelection
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
 from ros2_ttvos.visualize import plot_run, plot_runs_compared
+from ros2_ttvos.weight_average import WeightAverage
 
 LOG = logging.getLogger("ttvos-train")
 LOG_FIELDS = [
     "step", "stage", "lr", "segmentation", "transition", "auxiliary", "total", "frames_per_s",
     "objects", "data_wait_share", "holdout_J", "holdout_F", "holdout_JF", "multi_JF", "multi_id_switch_rate",
-    "selection", "wall_time",
+    "selection", "wall_time", "raw_holdout_JF", "raw_multi_JF", "raw_selection",
 ]  # fmt: skip
 
 
@@ -88,8 +87,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.runner = torch.nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
         self.step = 0
-        self.best_jf = -1.0
-        self.best_protocol: Optional[Dict[str, Any]] = None  # how best_jf was measured (holdout_protocol)
+        self.average = WeightAverage(self.model) if config.get("average_half_life") else None
         data = config["data"]
         sets = training_sets(data)
         self.holdout = sets.holdout
@@ -103,19 +101,22 @@ class Trainer:
         )
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
-        self.multi_holdout = multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
+        multi = multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
+        self.selection = HoldoutSelection(config, self.run_dir, self.device, self.holdout, multi)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> Dict[str, Any]:
+        averaged = {"average": self.average.weights} if self.average is not None else {}
         return checkpoint.model_payload(
             self.model,
             optimizer=self.optimizer.state_dict(),
             step=self.step,
-            best_jf=self.best_jf,
-            best_protocol=self.best_protocol,
+            best_jf=self.selection.best_jf,
+            best_protocol=self.selection.best_protocol,
             torch_rng=torch.get_rng_state(),
             train_config=self.config,
             git_commit=git_commit(),
+            **averaged,
         )
 
     def save(self) -> None:
@@ -165,15 +166,30 @@ class Trainer:
                 LOG.error("cannot resume from %s: %s; trying the previous checkpoint", path, error)
                 continue
             self.step = int(payload["step"])
-            self.best_jf = float(payload["best_jf"])
-            self.best_protocol = payload.get("best_protocol") or (  # before: the size alone, no search region
+            self.selection.best_jf = float(payload["best_jf"])
+            self.selection.best_protocol = payload.get("best_protocol") or (  # before: size alone, no region
                 {"internal_size": payload["best_size"], "search_region": False} if payload.get("best_size") else None
             )
             torch.set_rng_state(payload["torch_rng"])
+            self._resume_average(payload.get("average"))
             self._truncate_log()
             LOG.info("resumed from %s at step %d", path, self.step)
             return True
         return False
+
+    def _resume_average(self, saved: Optional[Dict[str, torch.Tensor]]) -> None:
+        """The saved moving average; one that starts at the resumed weights when the checkpoint
+        has none (averaging switched on in mid-run) or one that does not fit."""
+        if self.average is None:
+            return
+        self.average = WeightAverage(self.model)
+        if saved is None:
+            LOG.info("weight averaging starts at step %d", self.step)
+            return
+        try:
+            self.average.load(saved)
+        except ValueError as error:
+            LOG.warning("%s: the average starts again at step %d", error, self.step)
 
     def _truncate_log(self) -> None:
         """Drop log rows written after the checkpoint we resume from (that work was lost)."""
@@ -238,50 +254,26 @@ class Trainer:
         total.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
+        if self.average is not None:
+            half_life = float(stage.get("average_half_life", self.config["average_half_life"]))
+            self.average.update(self.model, stage["counts"], half_life)
         self.step += stage["counts"]
         row = {**{k: v.item() for k, v in losses.items()}, "total": total.item(), "lr": lr, "objects": first.shape[1]}
         return {**row, "frames": frames.shape[0] * frames.shape[1]}  # clips x their length
 
-    def holdout_protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
-        """How the hold-out check of ``stage`` runs the tracker: its internal size and search region."""
-        size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
-        return {"internal_size": size, "search_region": bool(self.config.get("holdout_search_region", True))}
-
-    def _holdout_scores(self, model: TTVOS, protocol: Dict[str, Any]) -> Dict[str, float]:
-        """Hold-out J&F (single objects) and, when configured, the multi-object benchmark's;
-        ``selection`` is what checkpoints are chosen by: the mean of the two J&F, or the first."""
-        tracker = Tracker.from_model(model, self.device, **protocol)
-        scores = evaluate_sequences(tracker, self.holdout)
-        scores["selection"] = scores["JF_mean"]
-        if self.multi_holdout:
-            multi = evaluate_sequences(tracker, self.multi_holdout)
-            scores.update(multi_JF=multi["JF_mean"], multi_id_switch_rate=multi["id_switch_rate"])
-            scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
-        return scores
-
     def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
-        """J&F of the hold-out training sequences; saves ``best.pt`` when it improves."""
-        protocol = self.holdout_protocol(stage)
-        scores = self._holdout_scores(self.model, protocol)
-        best = self.run_dir / "best.pt"
-        if protocol != self.best_protocol and best.is_file():
-            payload = checkpoint.load(best)
-            rescored = self._holdout_scores(checkpoint.build_model(payload).to(self.device), protocol)
-            self.best_jf = rescored["selection"]
-            self._write_best_json(payload["step"], protocol, rescored)
-            LOG.info("hold-out check is now %s: best.pt scored again that way: %.4f", protocol, self.best_jf)
-        self.best_protocol = protocol
-        if scores["selection"] > self.best_jf:
-            self.best_jf = scores["selection"]
-            checkpoint.save_atomic(
-                checkpoint.model_payload(self.model, step=self.step, holdout=scores, train_config=self.config),
-                best,
+        """The hold-out check's log columns: the scores of the weights the run keeps (the moving
+        average's, when on), and of the trained weights too with ``holdout_compare_raw``."""
+        kept = self.average.averaged(self.model) if self.average is not None else self.model
+        scores = self.selection.check(kept, stage, self.step)
+        row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
+        row.update({key: scores[key] for key in ("multi_JF", "multi_id_switch_rate", "selection") if key in scores})
+        if self.average is not None and self.config.get("holdout_compare_raw", False):
+            raw = self.selection.scores(self.model, self.selection.protocol(stage))
+            row.update(
+                raw_holdout_JF=raw["JF_mean"], raw_multi_JF=raw.get("multi_JF", ""), raw_selection=raw["selection"]
             )
-            self._write_best_json(self.step, protocol, scores)
-        return scores
-
-    def _write_best_json(self, step: int, protocol: Dict[str, Any], scores: Dict[str, float]) -> None:
-        (self.run_dir / "best.json").write_text(json.dumps({"step": step, **protocol, **scores}, indent=2))
+        return row
 
     def request_stop(self, signum, frame) -> None:
         LOG.warning("signal %d: saving a checkpoint and stopping", signum)
@@ -316,14 +308,10 @@ class Trainer:
             passed = checks and self.step // every > (self.step - stage["counts"]) // every  # a multiple
             checking = checks and (passed or self.step == end)
             if checking and self.ranks.main:  # the other ranks wait at the next step's agreement
-                scores = self.holdout_check(stage)
-                row.update(holdout_J=scores["J_mean"], holdout_F=scores["F_mean"], holdout_JF=scores["JF_mean"])
-                row.update(
-                    {key: scores[key] for key in ("multi_JF", "multi_id_switch_rate", "selection") if key in scores}
-                )
+                row.update(self.holdout_check(stage))
             self._log(row)
             bar.update(stage["counts"])
-            bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.best_jf:.3f}")
+            bar.set_postfix(stage=stage["name"], loss=f"{row['total']:.3f}", best_jf=f"{self.selection.best_jf:.3f}")
             if distributed.any_rank(time.monotonic() - last_save >= interval, self.ranks, self.device):
                 self.save()
                 last_save = time.monotonic()

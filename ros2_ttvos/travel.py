@@ -3,9 +3,10 @@
 A run directory (``last.pt``, ``best.pt``, ``log.csv``, ``best.json``) stays on the machine that
 trains. Its travelling copy (``write_travel``) is small enough to commit to the repository and to
 come back from a lent machine: the resumable checkpoint without the weights that equal the run's
-init weights (the frozen ImageNet part: the init weights file is in the repository), the
-optimiser's moments in bfloat16, the best checkpoint's trained weights in float16, the log (gzip), each
-file cut into parts of at most ``PART_BYTES`` (about 10 MB in all, against 35 MB).
+init weights (the frozen ImageNet part: the init weights file is in the repository; the same
+for the moving average of the weights when the run keeps one), the optimiser's moments in
+bfloat16, the best checkpoint's trained weights in float16, the log (gzip), each file cut into
+parts of at most ``PART_BYTES`` (about 10 MB in all, against 35 MB).
 ``merge_travel`` brings such a copy back into a run directory: the later checkpoint wins, and the
 log keeps the rows of both up to where each one's checkpoint is, so that CPU steps and GPU chunks
 make one run with one log.
@@ -34,20 +35,30 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _equal_to(state: Dict[str, torch.Tensor], theirs: Dict[str, torch.Tensor]) -> List[str]:
+    return [name for name, value in state.items() if name in theirs and torch.equal(theirs[name].to(value), value)]
+
+
 def compact(payload: Dict[str, Any], reference: Optional[Path], half: bool = False) -> Dict[str, Any]:
-    """A checkpoint, smaller: the weights equal to those of the checkpoint ``reference`` (the
-    run's init weights) left out and named, the rest in float16 if ``half``; Adam's moments in
-    bfloat16 (resuming casts them back to the parameters' dtype). ``expand`` restores it."""
+    """A checkpoint, smaller: the weights (and averaged weights) equal to those of the checkpoint
+    ``reference`` (the run's init weights) left out and named, the rest in float16 if ``half``;
+    Adam's moments in bfloat16 (resuming casts them back to the parameters' dtype). ``expand``
+    restores it."""
     out = dict(payload)
-    model = payload["model"]
+    states = {key: payload[key] for key in ("model", "average") if key in payload}
     if reference is not None:
         theirs = checkpoint.load(reference)["model"]
-        same = [name for name, value in model.items() if name in theirs and torch.equal(theirs[name].to(value), value)]
-        model = {name: value for name, value in model.items() if name not in set(same)}
-        out["reference"] = {"path": str(reference), "sha256": _file_digest(reference), "same": same}
+        out["reference"] = {"path": str(reference), "sha256": _file_digest(reference)}
+        for key, state in states.items():
+            same = _equal_to(state, theirs)
+            states[key] = {name: value for name, value in state.items() if name not in set(same)}
+            out["reference"]["same" if key == "model" else f"{key}_same"] = same
     if half:
-        model = {name: value.half() if value.is_floating_point() else value for name, value in model.items()}
-    out["model"] = model
+        states = {
+            key: {name: value.half() if value.is_floating_point() else value for name, value in state.items()}
+            for key, state in states.items()
+        }
+    out.update(states)
     if "optimizer" in payload:
         optimizer = dict(payload["optimizer"])
         optimizer["state"] = {
@@ -70,6 +81,11 @@ def expand(payload: Dict[str, Any]) -> Dict[str, Any]:
         )
     theirs = checkpoint.load(path)["model"]
     payload["model"] = {**{name: theirs[name].float() for name in reference["same"]}, **payload["model"]}
+    if "average" in payload:
+        payload["average"] = {
+            **{name: theirs[name].float() for name in reference["average_same"]},
+            **payload["average"],
+        }
     return payload
 
 

@@ -96,7 +96,8 @@ def _save(fig, out: Path) -> Path:
 
 
 def plot_run(run_dir: Path) -> Path:
-    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step."""
+    """Write ``RUN_DIR/curves.png``: losses and hold-out J&F against the step (faint dotted: the
+    trained weights, where the checks scored the moving average and those too)."""
     rows = _log_rows(run_dir)
     steps = np.array([int(r["step"]) for r in rows])
     fig, (ax_loss, ax_jf) = _two_panels()
@@ -108,11 +109,18 @@ def plot_run(run_dir: Path) -> Path:
     for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
         points = [r for r in checked if r["stage"] == stage]
         steps_checked = [int(r["step"]) for r in points]
-        ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+        (line,) = ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
         multi = [r for r in points if r.get("multi_JF")]
         if multi:
             multi_steps = [int(r["step"]) for r in multi]
             ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
+        for key, name in (("raw_holdout_JF", "single"), ("raw_multi_JF", "multi-object")):  # averaging on
+            raw = [r for r in points if r.get(key)]
+            if raw:
+                values = [100 * float(r[key]) for r in raw]
+                marker = "o:" if name == "single" else "s:"
+                ax_jf.plot([int(r["step"]) for r in raw], values, marker, color=line.get_color(), alpha=0.4,
+                           label=f"{stage}, {name}, trained weights (not averaged)")  # fmt: skip
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
     return _save(fig, run_dir / "curves.png")

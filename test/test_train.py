@@ -168,9 +168,9 @@ def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
     trainer.run()
     best = checkpoint.build_model(checkpoint.load(trainer.run_dir / "best.pt"))
     rescored = evaluate_sequences(Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout)
-    assert trainer.best_protocol == {"internal_size": 96, "search_region": True}
+    assert trainer.selection.best_protocol == {"internal_size": 96, "search_region": True}
     assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
-    assert trainer.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
+    assert trainer.selection.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
 
 
 def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_config, caplog):
@@ -185,9 +185,9 @@ def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_
     payload["best_size"] = 64
     checkpoint.save_atomic(payload, last)
     resumed = Trainer({**tiny_config, "holdout_every": 3})
-    assert resumed.resume() and resumed.best_protocol == {"internal_size": 64, "search_region": False}
+    assert resumed.resume() and resumed.selection.best_protocol == {"internal_size": 64, "search_region": False}
     resumed.run(max_steps=3)
-    assert resumed.best_protocol == {"internal_size": 64, "search_region": True}
+    assert resumed.selection.best_protocol == {"internal_size": 64, "search_region": True}
     assert "scored again" in caplog.text
     assert json.loads((resumed.run_dir / "best.json").read_text())["search_region"] is True
 

@@ -46,6 +46,16 @@ def test_the_travelling_copy_is_small_and_resumes_on_a_fresh_machine(tiny_config
         assert torch.allclose(value.float(), first.model.state_dict()[name].float(), atol=2e-3, rtol=1e-3), name
 
 
+def test_the_moving_average_of_the_weights_travels_with_the_run(tiny_config, tmp_path, monkeypatch):
+    travel = tmp_path / "repo-copy"
+    first = started(tiny_config, tmp_path, monkeypatch, "here", travel_dir=str(travel), average_half_life=2)
+    first.run(max_steps=3)
+    fresh = started(tiny_config, tmp_path, monkeypatch, "elsewhere", travel_dir=str(travel), average_half_life=2)
+    assert fresh.resume() and fresh.step == 3
+    for name, value in first.average.weights.items():
+        assert torch.equal(fresh.average.weights[name], value), name
+
+
 def test_a_chunk_trained_elsewhere_merges_back_into_one_run(tiny_config, tmp_path, monkeypatch):
     repo_copy, chunk_out = tmp_path / "repo-copy", tmp_path / "chunk-out"
     run = started(tiny_config, tmp_path, monkeypatch, "run", travel_dir=str(repo_copy))

@@ -1,0 +1,75 @@
+"""Choosing a run's checkpoint on the hold-out train sequences (never on DAVIS16 val).
+
+A check runs the tracker at the stage's ``holdout_internal_size`` (the run's when the stage sets
+none), with its search region unless ``holdout_search_region: false``, over the single-object
+hold-out sequences and, when ``data.multi_holdout`` is set, the multi-object benchmark made from
+them. ``selection`` is the mean of the two J&F (or the first alone). ``best.pt`` holds the
+weights with the highest selection; when the protocol changes, ``best.pt`` is scored again the
+new way before it is compared.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.tracker import Tracker
+
+LOG = logging.getLogger(__name__)
+
+
+class HoldoutSelection:
+    """The run's best hold-out score, how it was measured, and ``best.pt`` / ``best.json``."""
+
+    def __init__(self, config: Dict[str, Any], run_dir: Path, device: torch.device, holdout: List, multi: List):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.holdout = holdout
+        self.multi_holdout = multi
+        self.best_jf = -1.0
+        self.best_protocol: Optional[Dict[str, Any]] = None  # how best_jf was measured
+
+    def protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
+        """How the check of ``stage`` runs the tracker: its internal size and search region."""
+        size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
+        return {"internal_size": size, "search_region": bool(self.config.get("holdout_search_region", True))}
+
+    def scores(self, model: torch.nn.Module, protocol: Dict[str, Any]) -> Dict[str, float]:
+        """Hold-out J&F (single objects), the multi-object benchmark's when configured, and
+        ``selection``."""
+        tracker = Tracker.from_model(model, self.device, **protocol)
+        scores = evaluate_sequences(tracker, self.holdout)
+        scores["selection"] = scores["JF_mean"]
+        if self.multi_holdout:
+            multi = evaluate_sequences(tracker, self.multi_holdout)
+            scores.update(multi_JF=multi["JF_mean"], multi_id_switch_rate=multi["id_switch_rate"])
+            scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
+        return scores
+
+    def check(self, model: torch.nn.Module, stage: Dict[str, Any], step: int) -> Dict[str, float]:
+        """Score ``model`` (the weights the run would keep at ``step``); save it as ``best.pt``
+        when it beats the best so far."""
+        protocol = self.protocol(stage)
+        scores = self.scores(model, protocol)
+        best = self.run_dir / "best.pt"
+        if protocol != self.best_protocol and best.is_file():
+            payload = checkpoint.load(best)
+            rescored = self.scores(checkpoint.build_model(payload).to(self.device), protocol)
+            self.best_jf = rescored["selection"]
+            self._write_best_json(payload["step"], protocol, rescored)
+            LOG.info("hold-out check is now %s: best.pt scored again that way: %.4f", protocol, self.best_jf)
+        self.best_protocol = protocol
+        if scores["selection"] > self.best_jf:
+            self.best_jf = scores["selection"]
+            payload = checkpoint.model_payload(model, step=step, holdout=scores, train_config=self.config)
+            checkpoint.save_atomic(payload, best)
+            self._write_best_json(step, protocol, scores)
+        return scores
+
+    def _write_best_json(self, step: int, protocol: Dict[str, Any], scores: Dict[str, float]) -> None:
+        (self.run_dir / "best.json").write_text(json.dumps({"step": step, **protocol, **scores}, indent=2))

@@ -1,0 +1,53 @@
+"""A moving average of the network's weights while it trains (``average_half_life`` in the
+training config; docs/accuracy.md, weight averaging).
+
+From one hold-out check to the next the trained weights wander with the last few hundred
+batches, and the checks swing with them. The exponential moving average of the recent weights
+(Polyak averaging) is steadier; with averaging on, the run checks it and keeps it as ``best.pt``.
+The half-life is counted in schedule steps, so a GPU step that counts k steps (``batch_scale``)
+moves the average as k CPU steps do. Every floating-point entry of the state is averaged
+(frozen ones stay what they are; normalisation statistics are averaged with the weights).
+"""
+
+import copy
+from typing import Dict
+
+import torch
+
+
+class WeightAverage:
+    """The averaged floating-point state of a network, updated after every optimizer step."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.weights: Dict[str, torch.Tensor] = {
+            name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()
+        }
+
+    def update(self, model: torch.nn.Module, steps: int, half_life: float) -> None:
+        """Move the average towards ``model``'s weights by ``steps`` schedule steps; a
+        ``half_life`` of 0 or less makes it equal to them."""
+        keep = 0.5 ** (steps / half_life) if half_life > 0 else 0.0
+        state = model.state_dict()
+        names = list(self.weights)
+        with torch.no_grad():
+            torch._foreach_lerp_([self.weights[n] for n in names], [state[n].detach() for n in names], 1.0 - keep)
+
+    def load(self, weights: Dict[str, torch.Tensor]) -> None:
+        """Take the averaged weights a checkpoint saved; ValueError when they are not this network's."""
+        if set(weights) != set(self.weights):
+            missing, extra = set(self.weights) - set(weights), set(weights) - set(self.weights)
+            raise ValueError(
+                f"the averaged weights do not fit this network (missing {len(missing)}, extra {len(extra)})"
+            )
+        for name, value in weights.items():
+            if value.shape != self.weights[name].shape:
+                raise ValueError(
+                    f"averaged weight {name}: {tuple(value.shape)}, the network's {tuple(self.weights[name].shape)}"
+                )
+            self.weights[name].copy_(value)
+
+    def averaged(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A copy of ``model`` holding the averaged weights (for checks and ``best.pt``)."""
+        twin = copy.deepcopy(model)
+        twin.load_state_dict(self.weights, strict=False)
+        return twin

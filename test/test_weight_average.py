@@ -1,0 +1,80 @@
+"""The moving average of the weights: its arithmetic, and a run that checks, keeps, resumes and
+carries it."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from ros2_ttvos import checkpoint
+from ros2_ttvos.train import Trainer
+from ros2_ttvos.weight_average import WeightAverage
+
+
+def test_the_average_moves_by_the_half_life_counted_in_steps():
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    average = WeightAverage(net)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    average.update(net, steps=1, half_life=1.0)  # half way
+    assert torch.allclose(average.weights["weight"], torch.full((1, 2), 0.5))
+    average.update(net, steps=2, half_life=1.0)  # a step counting 2 moves it 3/4 of the rest
+    assert torch.allclose(average.weights["weight"], torch.full((1, 2), 0.875))
+    average.update(net, steps=1, half_life=0.0)  # no half-life: the weights themselves
+    assert torch.equal(average.weights["weight"], net.weight.detach())
+    twin = average.averaged(net)
+    assert twin is not net and torch.equal(twin.weight, net.weight)
+
+
+def test_averaged_weights_of_another_network_are_refused():
+    average = WeightAverage(torch.nn.Linear(2, 1))
+    with pytest.raises(ValueError, match="do not fit"):
+        average.load(WeightAverage(torch.nn.Linear(2, 3, bias=False)).weights)
+    with pytest.raises(ValueError, match="averaged weight"):
+        average.load(WeightAverage(torch.nn.Linear(3, 1)).weights)
+
+
+def read_log(run_dir: Path):
+    with open(run_dir / "log.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_run_with_averaging_checks_and_keeps_the_average_and_scores_the_trained_weights_too(tiny_config):
+    trainer = Trainer({**tiny_config, "average_half_life": 2, "holdout_every": 3, "holdout_compare_raw": True})
+    trainer.run(max_steps=3)  # one check: best.pt is step 3's average
+    best = checkpoint.load(trainer.run_dir / "best.pt")
+    trained = trainer.model.state_dict()
+    assert best["step"] == 3
+    for name, value in trainer.average.weights.items():
+        assert torch.equal(best["model"][name], value), name
+    assert any(not torch.equal(value, trained[name]) for name, value in trainer.average.weights.items())
+    trainer.run(max_steps=3)
+    checked = [row for row in read_log(trainer.run_dir) if row["holdout_JF"]]
+    assert [int(row["step"]) for row in checked] == [3, 6]
+    for row in checked:
+        assert 0.0 <= float(row["raw_holdout_JF"]) <= 1.0 and 0.0 <= float(row["raw_selection"]) <= 1.0
+
+
+def test_the_average_resumes_exactly_and_can_be_switched_on_in_mid_run(tiny_config, tmp_path, caplog):
+    caplog.set_level("INFO")
+    config = {**tiny_config, "average_half_life": 3}
+    straight = Trainer({**config, "run_dir": str(tmp_path / "straight")})
+    straight.run(max_steps=6)
+    first = Trainer({**config, "run_dir": str(tmp_path / "split")})
+    first.run(max_steps=4)
+    second = Trainer({**config, "run_dir": str(tmp_path / "split")})
+    assert second.resume()
+    second.run(max_steps=2)
+    for name, value in straight.average.weights.items():
+        assert torch.allclose(value, second.average.weights[name], atol=1e-6), name
+
+    plain = Trainer({**tiny_config, "run_dir": str(tmp_path / "plain")})
+    plain.run(max_steps=2)
+    switched = Trainer({**config, "run_dir": str(tmp_path / "plain")})
+    assert switched.resume() and "weight averaging starts at step 2" in caplog.text
+    for name, value in switched.model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(switched.average.weights[name], value), name
