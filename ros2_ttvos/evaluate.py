@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -61,12 +61,15 @@ class PromptInit:
     jitter: float = 0.0
     seed: int = 0
 
-    def labels(self, tracker: Tracker, image: np.ndarray, mask: np.ndarray, ids: List[int], rng) -> np.ndarray:
+    def prompts(self, mask: np.ndarray, ids: List[int], rng) -> Tuple[Optional[Dict], Optional[Dict]]:
+        """The (boxes, clicks) of the objects ``ids`` of the label image ``mask``, one of them None."""
         if self.kind == "click":
-            clicks = {k: object_clicks(mask == k, 1, rng) for k in ids}
-            return tracker.prompt_mask(image, None, clicks, self.method)
-        boxes = {k: jittered(mask_box(mask == k), rng, self.jitter, mask.shape) for k in ids}
-        return tracker.prompt_mask(image, boxes, None, self.method)
+            return None, {k: object_clicks(mask == k, 1, rng) for k in ids}
+        return {k: jittered(mask_box(mask == k), rng, self.jitter, mask.shape) for k in ids}, None
+
+    def labels(self, tracker: Tracker, image: np.ndarray, mask: np.ndarray, ids: List[int], rng) -> np.ndarray:
+        """The label image ``tracker`` makes from the prompts of ``mask``'s objects ``ids``."""
+        return tracker.prompt_mask(image, *self.prompts(mask, ids, rng), self.method)
 
 
 def track_sequence(

@@ -8,11 +8,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ros2_ttvos import metrics
-from ros2_ttvos.data.box_samples import object_clicks
 from ros2_ttvos.data.davis import Davis
 from ros2_ttvos.demo import sample_clip
-from ros2_ttvos.evaluate import git_commit
-from ros2_ttvos.prompt_crops import jittered, mask_box
+from ros2_ttvos.evaluate import PromptInit, git_commit
 from ros2_ttvos.prompts import BOX_METHODS
 from ros2_ttvos.tracker import Tracker
 
@@ -34,14 +32,12 @@ def prompt_quality(tracker: Tracker, sequences, every: int = EVERY) -> List[Dict
     for method, kind in _cases(tracker):
         prompts = ("exact", "jittered") if kind == "box" else ("click",)
         scores: Dict[str, List[float]] = {name: [] for name in prompts}
+        inits = {name: PromptInit(kind, method, JITTER if name == "jittered" else 0.0) for name in prompts}
         for number, (sequence, index) in enumerate(tqdm(frames, desc=f"{method}, {kind}", unit="frame")):
             image, truth = sequence.image(index), sequence.mask(index) > 0
-            rng = np.random.default_rng(number)
-            for name in prompts:
-                box = mask_box(truth) if name == "exact" else jittered(mask_box(truth), rng, JITTER, truth.shape)
-                boxes = {1: box} if kind == "box" else None
-                clicks = {1: object_clicks(truth, 1, rng)} if kind == "click" else None
-                found = tracker.prompt_mask(image, boxes, clicks, method) == 1
+            for name, init in inits.items():
+                rng = np.random.default_rng(number)
+                found = init.labels(tracker, image, truth.astype(np.uint8), [1], rng) == 1
                 scores[name].append(float(metrics.region_similarity(found[None], truth[None])[0]))
         row = {"method": method, "prompt": kind, "frames": len(frames)}
         row.update({f"J_{name}": float(np.mean(values)) for name, values in scores.items()})
@@ -66,9 +62,8 @@ def prompt_speed(args, update_results) -> int:
     for method, kind in _cases(tracker):
         times = []
         for index in range(0, min(len(clip), args.frames), 2):
-            image, mask = clip.image(index), clip.mask(index) > 0
-            boxes = {1: mask_box(mask)} if kind == "box" else None
-            clicks = {1: object_clicks(mask, 1, np.random.default_rng(index))} if kind == "click" else None
+            image, mask = clip.image(index), (clip.mask(index) > 0).astype(np.uint8)
+            boxes, clicks = PromptInit(kind, method).prompts(mask, [1], np.random.default_rng(index))
             start = time.perf_counter()
             tracker.prompt_mask(image, boxes, clicks, method)
             times.append(1000 * (time.perf_counter() - start))
