@@ -11,7 +11,8 @@ damaged), ``best.pt`` (best hold-out ``selection`` score, see ``selection.py``) 
 (every loss, every hold-out check).
 With ``average_half_life: H`` (steps; a stage may set its own) the run keeps a moving average of
 its weights (``weight_average.py``): the checks score it and ``best.pt`` keeps it; with
-``holdout_compare_raw: true`` every check scores the trained weights as well (``raw_*`` columns).
+``holdout_compare_raw: true`` (a stage may set its own) every check scores the trained weights as
+well (``raw_*`` columns).
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
 the whole schedule state. A machine with ``batch_scale: k`` (a lent GPU) trains k of the
 schedule's batches in one optimizer step, which counts as k steps (see ``Trainer.stage``).
@@ -268,7 +269,7 @@ class Trainer:
         scores = self.selection.check(kept, stage, self.step)
         row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
         row.update({key: scores[key] for key in ("multi_JF", "multi_id_switch_rate", "selection") if key in scores})
-        if self.average is not None and self.config.get("holdout_compare_raw", False):
+        if self.average is not None and stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False)):
             raw = self.selection.scores(self.model, self.selection.protocol(stage))
             row.update(
                 raw_holdout_JF=raw["JF_mean"], raw_multi_JF=raw.get("multi_JF", ""), raw_selection=raw["selection"]

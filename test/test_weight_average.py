@@ -43,7 +43,10 @@ def read_log(run_dir: Path):
 
 
 def test_a_run_with_averaging_checks_and_keeps_the_average_and_scores_the_trained_weights_too(tiny_config):
-    trainer = Trainer({**tiny_config, "average_half_life": 2, "holdout_every": 3, "holdout_compare_raw": True})
+    first, second = tiny_config["stages"]
+    stages = [{**first, "steps": 3}, {**second, "steps": 3, "holdout_compare_raw": False}]  # the second: not
+    config = {**tiny_config, "average_half_life": 2, "holdout_every": 3, "holdout_compare_raw": True, "stages": stages}
+    trainer = Trainer(config)
     trainer.run(max_steps=3)  # one check: best.pt is step 3's average
     best = checkpoint.load(trainer.run_dir / "best.pt")
     trained = trainer.model.state_dict()
@@ -54,8 +57,8 @@ def test_a_run_with_averaging_checks_and_keeps_the_average_and_scores_the_traine
     trainer.run(max_steps=3)
     checked = [row for row in read_log(trainer.run_dir) if row["holdout_JF"]]
     assert [int(row["step"]) for row in checked] == [3, 6]
-    for row in checked:
-        assert 0.0 <= float(row["raw_holdout_JF"]) <= 1.0 and 0.0 <= float(row["raw_selection"]) <= 1.0
+    assert 0.0 <= float(checked[0]["raw_holdout_JF"]) <= 1.0 and 0.0 <= float(checked[0]["raw_selection"]) <= 1.0
+    assert checked[1]["raw_holdout_JF"] == "" and checked[1]["raw_selection"] == ""
 
 
 def test_the_average_resumes_exactly_and_can_be_switched_on_in_mid_run(tiny_config, tmp_path, caplog):
