@@ -110,16 +110,19 @@ def plot_run(run_dir: Path) -> Path:
         points = [r for r in checked if r["stage"] == stage]
         steps_checked = [int(r["step"]) for r in points]
         (line,) = ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
+        colors = {"holdout_JF": line.get_color()}
         multi = [r for r in points if r.get("multi_JF")]
         if multi:
             multi_steps = [int(r["step"]) for r in multi]
-            ax_jf.plot(multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object")
-        for key, name in (("raw_holdout_JF", "single"), ("raw_multi_JF", "multi-object")):  # averaging on
-            raw = [r for r in points if r.get(key)]
+            (multi_line,) = ax_jf.plot(
+                multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object"
+            )
+            colors["multi_JF"] = multi_line.get_color()
+        for key, name, marker in (("holdout_JF", "single", "o:"), ("multi_JF", "multi-object", "s:")):
+            raw = [r for r in points if r.get(f"raw_{key}")]  # averaging on: the trained weights too
             if raw:
-                values = [100 * float(r[key]) for r in raw]
-                marker = "o:" if name == "single" else "s:"
-                ax_jf.plot([int(r["step"]) for r in raw], values, marker, color=line.get_color(), alpha=0.4,
+                values = [100 * float(r[f"raw_{key}"]) for r in raw]
+                ax_jf.plot([int(r["step"]) for r in raw], values, marker, color=colors[key], alpha=0.4,
                            label=f"{stage}, {name}, trained weights (not averaged)")  # fmt: skip
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
     ax_jf.legend()
