@@ -6,7 +6,7 @@ come back from a lent machine: the resumable checkpoint without the weights that
 init weights (the frozen ImageNet part: the init weights file is in the repository), the moving
 average of the weights (when the run keeps one) as float16 differences from them, the optimiser's
 moments in bfloat16, the best checkpoint's trained weights in float16, the log (gzip, its numbers
-to 6 significant digits), each file cut into parts of at most ``PART_BYTES`` (about 12 MB in all,
+to 6 significant digits), each file cut into parts of at most ``PART_BYTES`` (about 13 MB in all,
 against 40 MB).
 ``merge_travel`` brings such a copy back into a run directory: the later checkpoint wins, and the
 log keeps the rows of both up to where each one's checkpoint is, so that CPU steps and GPU chunks
