@@ -35,9 +35,9 @@ def prompt_quality(tracker: Tracker, sequences, every: int = EVERY) -> List[Dict
         inits = {name: PromptInit(kind, method, JITTER if name == "jittered" else 0.0) for name in prompts}
         for number, (sequence, index) in enumerate(tqdm(frames, desc=f"{method}, {kind}", unit="frame")):
             image, truth = sequence.image(index), sequence.mask(index) > 0
+            labels = truth.astype(np.uint8)
             for name, init in inits.items():
-                rng = np.random.default_rng(number)
-                found = init.labels(tracker, image, truth.astype(np.uint8), [1], rng) == 1
+                found = init.labels(tracker, image, labels, [1], np.random.default_rng(number)) == 1
                 scores[name].append(float(metrics.region_similarity(found[None], truth[None])[0]))
         row = {"method": method, "prompt": kind, "frames": len(frames)}
         row.update({f"J_{name}": float(np.mean(values)) for name, values in scores.items()})
