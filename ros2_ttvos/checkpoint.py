@@ -87,11 +87,19 @@ def build_model(payload: Optional[Dict[str, Any]] = None, overrides: Optional[Di
 
 
 def export_weights(source: Path, out: Path) -> None:
-    """Write the model of checkpoint ``source`` as float16 shipped weights."""
+    """Write the model of checkpoint ``source`` as float16 shipped weights; warn when the shipped
+    box head was trained on another frozen trunk (it would not be used with them)."""
     payload = load(source)
     model = build_model(payload)
     extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
     save_atomic(model_payload(model, half=True, **extra), out)
+    if SHIPPED_BOX_HEAD.is_file() and load_box_head(SHIPPED_BOX_HEAD)[1]["trunk"] != model.backbone.frozen_digest():
+        LOG.warning(
+            "%s was trained on another backbone trunk than %s: box prompts would fall back to the network "
+            "method with these weights; train a box head for them (ttvos-box-train) before shipping both",
+            SHIPPED_BOX_HEAD.name,
+            out,
+        )
 
 
 # --- the box head (model/box_head.py): a file of its own beside the tracker weights -------------

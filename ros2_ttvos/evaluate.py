@@ -33,7 +33,7 @@ from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 LOG = logging.getLogger("ttvos-eval")
 CSV_FIELDS = [
     "sequence", "object", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "frames", "fps",
-    "id_switches", "visible_frames",
+    "id_switches", "lost_frames", "spilled_frames", "visible_frames",
 ]  # fmt: skip
 
 
@@ -118,18 +118,19 @@ def track_sequence(
 
 
 def summarise(
-    scores: List[Dict[int, metrics.ObjectScores]], switches: List[Dict[int, metrics.IdentitySwitches]]
+    scores: List[Dict[int, metrics.ObjectScores]], failures: List[Dict[int, metrics.FrameFailures]]
 ) -> Dict[str, float]:
     """Dataset statistics: the mean over all objects of all sequences of each per-object value;
-    identity switches summed over all objects, and their share of the frames objects are visible."""
+    identity switches, lost and spilled frames summed over all objects, and their shares of the
+    frames objects are visible."""
     objects = [s for seq in scores for s in seq.values()]
-    counted = [s for seq in switches for s in seq.values()]
+    counted = [s for seq in failures for s in seq.values()]
     visible = sum(s.frames for s in counted)
-    out = {
-        "id_switches": sum(s.switches for s in counted),
-        "id_switch_rate": sum(s.switches for s in counted) / visible if visible else 0.0,
-        "n_objects": len(objects),
-    }
+    out = {"id_switches": sum(s.switches for s in counted), "n_objects": len(objects)}
+    out["id_switch_rate"] = out["id_switches"] / visible if visible else 0.0
+    for kind in ("lost", "spilled"):
+        out[f"{kind}_frames"] = sum(getattr(s, kind) for s in counted)
+        out[f"{kind}_rate"] = out[f"{kind}_frames"] / visible if visible else 0.0
     for measure in ("J", "F"):
         stats = [getattr(s, f"{measure}_stats") for s in objects]
         out[f"{measure}_mean"] = float(np.mean([s.mean for s in stats]))
@@ -144,15 +145,16 @@ def evaluate_sequences(tracker: Tracker, sequences: List[DavisSequence]) -> Dict
     runs = [track_sequence(tracker, seq) for seq in sequences]
     return summarise(
         [metrics.sequence_scores(r.labels, r.truth, r.object_ids) for r in runs],
-        [metrics.identity_switches(r.labels, r.truth, r.object_ids) for r in runs],
+        [metrics.frame_failures(r.labels, r.truth, r.object_ids) for r in runs],
     )
 
 
-def _csv_rows(name: str, scores, switches, frames: int, fps: Optional[float]):
+def _csv_rows(name: str, scores, failures, frames: int, fps: Optional[float]):
     for object_id, s in scores.items():
         yield {
             "sequence": name, "object": object_id, "frames": frames, "fps": "" if fps is None else round(fps, 2),
-            "id_switches": switches[object_id].switches, "visible_frames": switches[object_id].frames,
+            "id_switches": failures[object_id].switches, "lost_frames": failures[object_id].lost,
+            "spilled_frames": failures[object_id].spilled, "visible_frames": failures[object_id].frames,
             "J_mean": s.J_stats.mean, "J_recall": s.J_stats.recall, "J_decay": s.J_stats.decay,
             "F_mean": s.F_stats.mean, "F_recall": s.F_stats.recall, "F_decay": s.F_stats.decay,
         }  # fmt: skip
@@ -186,7 +188,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
             hold_when_lost=args.hold_when_lost,
             search_region=args.search_region,
         )
-    all_scores, all_switches, rows = [], [], []
+    all_scores, all_failures, rows = [], [], []
     given_j: List[float] = []
     prompt_init = None
     if args.init != "mask":
@@ -212,18 +214,18 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
                 if args.overlay:
                     write_overlay(sequence, run.labels, out / "overlays" / f"{sequence.name}.mp4")
             scores = metrics.sequence_scores(run.labels, run.truth, run.object_ids)
-            switches = metrics.identity_switches(run.labels, run.truth, run.object_ids)
+            failures = metrics.frame_failures(run.labels, run.truth, run.object_ids)
             fps = len(run.step_seconds) / sum(run.step_seconds) if run.step_seconds else None
-            rows += list(_csv_rows(sequence.name, scores, switches, len(sequence), fps))
+            rows += list(_csv_rows(sequence.name, scores, failures, len(sequence), fps))
             all_scores.append(scores)
-            all_switches.append(switches)
+            all_failures.append(failures)
             step_seconds += run.step_seconds
             io_seconds += run.io_seconds
     with open(out / "per_sequence.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(all_scores, all_switches)
+    summary = summarise(all_scores, all_failures)
     timed = tracker is not None and step_seconds
     summary.update(
         fps=len(step_seconds) / sum(step_seconds) if timed else None,
@@ -303,6 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(
         f"J&F {100 * summary['JF_mean']:.2f}  J {100 * summary['J_mean']:.2f}  F {100 * summary['F_mean']:.2f}"
         + f"  identity switches {summary['id_switches']} ({100 * summary['id_switch_rate']:.1f} % of visible frames)"
+        + f", lost {100 * summary['lost_rate']:.1f} %, spilled {100 * summary['spilled_rate']:.1f} %"
         + (f"  started from masks of J {100 * summary['given_J_mean']:.2f}" if args.init != "mask" else "")
         + (f"  {summary['fps']:.1f} FPS on {summary['device']}" if summary["fps"] else "")
         + f"  ({summary['n_sequences']} sequences, {summary['n_frames']} frames) -> {args.out / 'summary.json'}"

@@ -113,28 +113,36 @@ def sequence_scores(
     return {k: object_scores(predicted_labels == k, true_labels == k) for k in object_ids}
 
 
-class IdentitySwitches(NamedTuple):
+class FrameFailures(NamedTuple):
+    """How an object fails, counted over the evaluated frames on which it is visible."""
+
     frames: int  # evaluated frames on which the object is visible in the ground truth
-    switches: int  # of those, frames on which most of its pixels carry another object's label
+    switches: int  # most of its true pixels carry one other object's label (an identity switch)
+    lost: int  # under half of its true pixels carry its label, and it is not a switch
+    spilled: int  # more of its label lies outside its true pixels than inside (onto others, background)
 
 
-def identity_switches(
+def frame_failures(
     predicted_labels: np.ndarray, true_labels: np.ndarray, object_ids: Optional[list] = None
-) -> Dict[int, IdentitySwitches]:
-    """Per object: on the frames J and F evaluate (1..T-2), how often the object's true pixels
-    are mostly labelled as one other object (an identity switch, not a lost mask)."""
+) -> Dict[int, FrameFailures]:
+    """Per object, on the frames J and F evaluate (1..T-2): identity switches, lost frames and
+    spilled frames (``FrameFailures``). A frame can be lost and spilled at once."""
     if object_ids is None:
         object_ids = [int(v) for v in np.unique(true_labels) if v != 0]
     counts = {}
     for k in object_ids:
-        frames = switches = 0
+        frames = switches = lost = spilled = 0
         for predicted, truth in zip(predicted_labels[1:-1], true_labels[1:-1], strict=True):
             inside = predicted[truth == k]
             if inside.size == 0:
                 continue
             frames += 1
-            others = np.bincount(inside, minlength=256)
-            others[[0, k]] = 0
-            switches += int(others.max() > inside.size / 2)
-        counts[k] = IdentitySwitches(frames, switches)
+            labels = np.bincount(inside, minlength=256)
+            own = int(labels[k])
+            labels[[0, k]] = 0
+            switched = labels.max() > inside.size / 2
+            switches += int(switched)
+            lost += int(not switched and own < inside.size / 2)
+            spilled += int(np.count_nonzero(predicted == k) - own > own)
+        counts[k] = FrameFailures(frames, switches, lost, spilled)
     return counts

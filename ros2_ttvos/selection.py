@@ -47,7 +47,8 @@ class HoldoutSelection:
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:
             multi = evaluate_sequences(tracker, self.multi_holdout)
-            scores.update(multi_JF=multi["JF_mean"], multi_id_switch_rate=multi["id_switch_rate"])
+            scores.update({f"multi_{key}": multi[key] for key in ("id_switch_rate", "lost_rate", "spilled_rate")})
+            scores["multi_JF"] = multi["JF_mean"]
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
         return scores
 

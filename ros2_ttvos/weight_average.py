@@ -5,12 +5,14 @@ From one hold-out check to the next the trained weights wander with the last few
 batches, and the checks swing with them. The exponential moving average of the recent weights
 (Polyak averaging) is steadier; with averaging on, the run checks it and keeps it as ``best.pt``.
 The half-life is counted in schedule steps, so a GPU step that counts k steps (``batch_scale``)
-moves the average as k CPU steps do. Every floating-point entry of the state is averaged
-(frozen ones stay what they are; normalisation statistics are averaged with the weights).
+moves the average as k CPU steps do. What training changes is averaged: the parameters that
+require gradients and the statistics of the normalisation layers that own them. Frozen entries
+are taken from the network bit for bit (an average of a constant would turn its -0.0 into +0.0
+and change the frozen trunk's digest, which the box head checks).
 """
 
 import copy
-from typing import Dict
+from typing import Dict, Set
 
 import torch
 
@@ -19,9 +21,10 @@ class WeightAverage:
     """The averaged floating-point state of a network, updated after every optimizer step."""
 
     def __init__(self, model: torch.nn.Module):
-        self.weights: Dict[str, torch.Tensor] = {
-            name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()
-        }
+        trained = trained_entries(model)
+        state = model.state_dict()
+        self.weights: Dict[str, torch.Tensor] = {name: state[name].detach().clone() for name in trained}
+        self.frozen = {name for name, value in state.items() if value.is_floating_point()} - trained
 
     def update(self, model: torch.nn.Module, steps: int, half_life: float) -> None:
         """Move the average towards ``model``'s weights by ``steps`` schedule steps; a
@@ -33,13 +36,15 @@ class WeightAverage:
             torch._foreach_lerp_([self.weights[n] for n in names], [state[n].detach() for n in names], 1.0 - keep)
 
     def load(self, weights: Dict[str, torch.Tensor]) -> None:
-        """Take the averaged weights a checkpoint saved; ValueError when they are not this network's."""
-        if set(weights) != set(self.weights):
-            missing, extra = set(self.weights) - set(weights), set(weights) - set(self.weights)
+        """Take the averaged weights a checkpoint saved (entries of frozen ones, which older
+        checkpoints hold, are left out); ValueError when they are not this network's."""
+        missing, extra = set(self.weights) - set(weights), set(weights) - set(self.weights) - self.frozen
+        if missing or extra:
             raise ValueError(
                 f"the averaged weights do not fit this network (missing {len(missing)}, extra {len(extra)})"
             )
-        for name, value in weights.items():
+        for name in self.weights:
+            value = weights[name]
             if value.shape != self.weights[name].shape:
                 raise ValueError(
                     f"averaged weight {name}: {tuple(value.shape)}, the network's {tuple(self.weights[name].shape)}"
@@ -51,3 +56,15 @@ class WeightAverage:
         twin = copy.deepcopy(model)
         twin.load_state_dict(self.weights, strict=False)
         return twin
+
+
+def trained_entries(model: torch.nn.Module) -> Set[str]:
+    """State-dict names of what training changes: parameters that require gradients, and the
+    floating-point buffers (normalisation statistics) of the modules that own such parameters."""
+    names = set()
+    for prefix, module in model.named_modules():
+        own = [name for name, parameter in module.named_parameters(recurse=False) if parameter.requires_grad]
+        if own:
+            buffers = [name for name, buffer in module.named_buffers(recurse=False) if buffer.is_floating_point()]
+            names.update(f"{prefix}.{name}" if prefix else name for name in own + buffers)
+    return names

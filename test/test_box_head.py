@@ -122,6 +122,20 @@ def test_a_damaged_or_foreign_box_head_is_refused_clearly(tmp_path, network, cap
     assert prompter is not None and prompter.backbone is network.backbone  # shared, not copied
 
 
+def test_exporting_weights_whose_trunk_the_shipped_box_head_does_not_fit_warns(tmp_path, caplog):
+    payload = checkpoint.load(checkpoint.SHIPPED_WEIGHTS)
+    same = tmp_path / "same.pt"
+    checkpoint.export_weights(checkpoint.SHIPPED_WEIGHTS, same)
+    assert "another backbone trunk" not in caplog.text
+    model = checkpoint.build_model(payload)
+    with torch.no_grad():
+        model.backbone.stem[0].weight.mul_(1.01)  # a frozen layer changed
+    changed = tmp_path / "changed.pt"
+    checkpoint.save_atomic(checkpoint.model_payload(model), changed)
+    checkpoint.export_weights(changed, tmp_path / "changed-fp16.pt")
+    assert "another backbone trunk" in caplog.text and "ttvos-box-train" in caplog.text
+
+
 def test_every_backend_serves_the_box_head_as_pytorch_does(network, tmp_path):
     torch.manual_seed(1)
     prompter = BoxPrompter(network.backbone, BoxHead(BoxHeadConfig(crop=64))).eval()

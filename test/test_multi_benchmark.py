@@ -1,4 +1,5 @@
-"""The multi-object benchmark (``ttvos-data multi``) and identity switches in the report."""
+"""The multi-object benchmark (``ttvos-data multi``) and identity switches, lost and spilled frames
+in the report."""
 
 import json
 from pathlib import Path
@@ -11,17 +12,18 @@ from ros2_ttvos.data_cli import main as data_main
 from ros2_ttvos.evaluate import main as eval_main
 
 
-def test_identity_switches_count_frames_taken_over_by_another_object():
-    truth = np.zeros((6, 10, 10), np.uint8)
+def test_frame_failures_tell_switches_lost_and_spilled_frames_apart():
+    truth = np.zeros((7, 10, 10), np.uint8)
     truth[:, 2:6, 2:6] = 1
     truth[:, 6:9, 6:9] = 2
     predicted = truth.copy()
-    predicted[2, 2:6, 2:6] = 2  # object 1 labelled as object 2: a switch
+    predicted[2, 2:6, 2:6] = 2  # object 1 labelled as object 2: a switch (and 2 spills onto 1)
     predicted[3, 2:6, 2:5] = 0  # object 1 mostly lost, not switched
-    predicted[5, 2:6, 2:6] = 2  # the last frame is not evaluated
-    counts = metrics.identity_switches(predicted, truth)
-    assert counts[1] == metrics.IdentitySwitches(frames=4, switches=1)
-    assert counts[2] == metrics.IdentitySwitches(frames=4, switches=0)
+    predicted[4, 0:2, :] = 1  # object 1 also labels 20 background pixels, more than its 16: spilled
+    predicted[6, 2:6, 2:6] = 2  # the last frame is not evaluated
+    counts = metrics.frame_failures(predicted, truth)
+    assert counts[1] == metrics.FrameFailures(frames=5, switches=1, lost=1, spilled=1)
+    assert counts[2] == metrics.FrameFailures(frames=5, switches=0, lost=0, spilled=1)
 
 
 def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_config, tmp_path):
@@ -48,5 +50,7 @@ def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_objects"] == sum(s["targets"] for s in described["sequences"])
     assert 0.0 <= summary["id_switch_rate"] <= 1.0 and isinstance(summary["id_switches"], int)
-    assert "id_switches" in (out / "per_sequence.csv").read_text().splitlines()[0]
+    assert 0.0 <= summary["lost_rate"] <= 1.0 and 0.0 <= summary["spilled_rate"] <= 1.0
+    header = (out / "per_sequence.csv").read_text().splitlines()[0]
+    assert "id_switches" in header and "lost_frames" in header and "spilled_frames" in header
     assert Path(out / "seq-b-multi0" / "00000.png").is_file()

@@ -37,6 +37,32 @@ def test_averaged_weights_of_another_network_are_refused():
         average.load(WeightAverage(torch.nn.Linear(3, 1)).weights)
 
 
+def test_frozen_entries_are_the_networks_bit_for_bit_and_trained_normalisation_is_averaged():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[-0.0, 1.0], [2.0, -0.0]]))  # a frozen layer holding -0.0
+    net[0].requires_grad_(False)
+    average = WeightAverage(net)
+    assert "0.weight" in average.frozen and "2.running_mean" in average.weights
+    with torch.no_grad():
+        net[1].weight.add_(1.0)
+        net[2].running_mean.fill_(4.0)
+    average.update(net, steps=1, half_life=1.0)
+    twin = average.averaged(net)
+    assert torch.equal(torch.signbit(twin[0].weight), torch.signbit(net[0].weight))  # -0.0 stays -0.0
+    assert torch.allclose(twin[2].running_mean, torch.full((2,), 2.0))
+    older = {**average.weights, "0.weight": torch.zeros(2, 2), "0.bias": torch.zeros(2)}
+    average.load(older)  # a checkpoint from before averaged the frozen entries too: they are left out
+    assert torch.equal(torch.signbit(average.averaged(net)[0].weight), torch.signbit(net[0].weight))
+
+
+def test_the_averaged_network_keeps_the_frozen_trunk_the_box_head_was_trained_on():
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS))
+    average = WeightAverage(model)
+    average.update(model, steps=1, half_life=1.0)
+    assert average.averaged(model).backbone.frozen_digest() == model.backbone.frozen_digest()
+
+
 def read_log(run_dir: Path):
     with open(run_dir / "log.csv") as handle:
         return list(csv.DictReader(handle))
@@ -78,6 +104,6 @@ def test_the_average_resumes_exactly_and_can_be_switched_on_in_mid_run(tiny_conf
     plain.run(max_steps=2)
     switched = Trainer({**config, "run_dir": str(tmp_path / "plain")})
     assert switched.resume() and "weight averaging starts at step 2" in caplog.text
-    for name, value in switched.model.state_dict().items():
-        if value.is_floating_point():
-            assert torch.equal(switched.average.weights[name], value), name
+    state = switched.model.state_dict()
+    for name, value in switched.average.weights.items():
+        assert torch.equal(value, state[name]), name

@@ -158,7 +158,7 @@ def score(frames: BagFrames, parts: List[List[int]], labels: List[np.ndarray]) -
     from ros2_ttvos import metrics
     from ros2_ttvos.evaluate import summarise
 
-    per_object, all_scores, all_switches = [], [], []
+    per_object, all_scores, all_failures = [], [], []
     for number, part in enumerate(parts):
         scored = [i for i in part if frames.images[i][1] in frames.truth]
         if len(scored) < 3:
@@ -166,17 +166,18 @@ def score(frames: BagFrames, parts: List[List[int]], labels: List[np.ndarray]) -
         truth = np.stack([frames.truth[frames.images[i][1]] for i in scored])
         predicted = np.stack([labels[i] for i in scored])
         scores = metrics.sequence_scores(predicted, truth)
-        switches = metrics.identity_switches(predicted, truth)
+        failures = metrics.frame_failures(predicted, truth)
         all_scores.append(scores)
-        all_switches.append(switches)
+        all_failures.append(failures)
         for object_id, s in scores.items():
             per_object.append({
                 "segment": number, "object": object_id, "frames": len(scored),
-                "id_switches": switches[object_id].switches,
+                "id_switches": failures[object_id].switches, "lost_frames": failures[object_id].lost,
+                "spilled_frames": failures[object_id].spilled,
                 "J": s.J_stats.mean, "F": s.F_stats.mean, "JF": (s.J_stats.mean + s.F_stats.mean) / 2,
                 "J_per_frame": s.J.tolist(),
             })  # fmt: skip
-    return {"objects": per_object, "overall": summarise(all_scores, all_switches) if all_scores else None}
+    return {"objects": per_object, "overall": summarise(all_scores, all_failures) if all_scores else None}
 
 
 def write_report(out: Path, report: Dict, frames: BagFrames, labels: List[np.ndarray], playback: Playback) -> None:
