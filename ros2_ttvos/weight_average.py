@@ -18,7 +18,7 @@ import torch
 
 
 class WeightAverage:
-    """The averaged floating-point state of a network, updated after every optimizer step."""
+    """The moving average of what training changes in a network, updated after every optimizer step."""
 
     def __init__(self, model: torch.nn.Module):
         trained = trained_entries(model)
