@@ -93,11 +93,10 @@ def export_weights(source: Path, out: Path) -> None:
     model = build_model(payload)
     extra = {key: payload[key] for key in ("step", "holdout") if key in payload}
     save_atomic(model_payload(model, half=True, **extra), out)
-    if SHIPPED_BOX_HEAD.is_file() and load_box_head(SHIPPED_BOX_HEAD)[1]["trunk"] != model.backbone.frozen_digest():
+    if SHIPPED_BOX_HEAD.is_file() and box_prompter(model) is None:  # it says why
         LOG.warning(
-            "%s was trained on another backbone trunk than %s: box prompts would fall back to the network "
-            "method with these weights; train a box head for them (ttvos-box-train) before shipping both",
-            SHIPPED_BOX_HEAD.name,
+            "with %s box prompts would fall back to the network method; train a box head for these "
+            "weights (ttvos-box-train) before shipping both",
             out,
         )
 
