@@ -10,7 +10,7 @@ Methods, all on the CPU:
              is given again, ``NETWORK_ROUNDS`` times. Runs in whatever backend the tracker uses.
   "grabcut"  OpenCV's GrabCut inside the box (the classical baseline).
   "box"      the filled box itself.
-The default is decided on the hold-out sequences (``ttvos-eval --init box``: README, Evaluate):
+The default is decided on the hold-out sequences (``ttvos-eval --init box``: docs/evaluation.md):
 "head" where the tracker's weights have a box head, else "network".
 """
 

@@ -24,7 +24,7 @@ PRECISION_COSTS = Path(__file__).resolve().parent / "weights" / "precision.json"
 def auto_precision(backend: str, device: str, weights) -> str:
     """What ``precision="auto"`` means here: bf16 with OpenVINO on a CPU that computes bf16
     natively (1.5-1.6x fp32's speed measured on an AMD EPYC with avx512_bf16), fp32 elsewhere (on
-    CUDA fp16 measured slower than fp32: README, Evaluate). int8 is never picked: not faster than
+    CUDA fp16 measured slower than fp32: docs/evaluation.md). int8 is never picked: not faster than
     bf16 where measured. Logged with bf16's measured J&F cost on the shipped weights."""
     on_gpu = device.startswith("cuda") or (device == "auto" and importable("torch") and cuda_available())
     native = not on_gpu and backend in ("auto", "openvino") and importable("openvino")
@@ -44,7 +44,7 @@ def auto_precision(backend: str, device: str, weights) -> str:
 
 def fastest_backend(device: str) -> str:
     """The CPU: openvino, else onnxruntime, else torch. CUDA: onnxruntime when its CUDA provider is
-    installed (1.8x torch's speed at 480x854, measured on an H200: README, Evaluate), else torch."""
+    installed (1.8x torch's speed at 480x854, measured on an H200: docs/evaluation.md), else torch."""
     if device.startswith("cuda") or (device == "auto" and importable("torch") and cuda_available()):
         return "onnxruntime" if onnxruntime_has_cuda() else "torch"
     return next((name for name in ("openvino", "onnxruntime") if importable(name)), "torch")

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ros2_ttvos import backends, runtime_choice
+from ros2_ttvos.main_component import keep_main_component
 
 LOG = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ class Tracker:
         while hidden: see docs/accuracy.md); "none": everything follows every frame.
     search_region: True (the default): each object's foreground is weighted by its last mask
         dilated by 15 % of the internal short side (``model.search_region``), so that
-        look-alikes elsewhere in view cannot take it over; False: looked for everywhere. Chosen
-        on the hold-out sequences (docs/accuracy.md).
+        look-alikes elsewhere in view cannot take it over, and it follows only the main piece of
+        a mask that has split (``main_component``); False: looked for everywhere. Chosen on the
+        hold-out sequences (docs/accuracy.md).
     """
 
     def __init__(
@@ -324,6 +326,8 @@ class Tracker:
             self.search_region,
         )
         self._state = ObjectState(*state)
+        if self.search_region:
+            self._state = self._state._replace(hist=keep_main_component(self._state.hist))
         lookup = np.array([0, *self._ids], dtype=np.uint8)
         labels = self._resize(lookup[slots], geometry[2:] + geometry[:2], cv2.INTER_NEAREST)
         return TrackResult(

@@ -6,7 +6,8 @@ foreground by its last mask dilated by ``RADIUS`` cells of 8 pixels at the inter
 pixels, 15 % of the short side, at the default 480), scaled so that its peak is 1: near where
 the object was, its foreground stands; far from it, it fades to nothing. An object whose last mask
 is less than half its usual area (``area`` of the state) is looked for everywhere: it is hidden
-or lost (the confidence reads it so too), and may come back anywhere. Applied at
+or lost (the confidence reads it so too), and may come back anywhere. The Tracker keeps only the
+main piece of a last mask that has split (``ros2_ttvos.main_component``). Applied at
 inference only (``TrackingStep``), switched by an input of the exported step so that it can
 change at run time. Chosen and measured on the hold-out sequences: docs/accuracy.md.
 """
