@@ -17,6 +17,7 @@ import torch
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.main_component import GAP
 from ros2_ttvos.tracker import Tracker
 
 LOG = logging.getLogger(__name__)
@@ -35,14 +36,18 @@ class HoldoutSelection:
         self.best_protocol: Optional[Dict[str, Any]] = None  # how best_jf was measured
 
     def protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
-        """How the check of ``stage`` runs the tracker: its internal size and search region."""
+        """How the check of ``stage`` runs the tracker: its internal size and search region (with
+        the gap of its main-piece rule, so that a change of the rule scores ``best.pt`` again)."""
         size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
-        return {"internal_size": size, "search_region": bool(self.config.get("holdout_search_region", True))}
+        region = bool(self.config.get("holdout_search_region", True))
+        return {"internal_size": size, "search_region": region, **({"main_piece_gap": GAP} if region else {})}
 
     def scores(self, model: torch.nn.Module, protocol: Dict[str, Any]) -> Dict[str, float]:
         """Hold-out J&F (single objects), the multi-object benchmark's when configured, and
         ``selection``."""
-        tracker = Tracker.from_model(model, self.device, **protocol)
+        tracker = Tracker.from_model(
+            model, self.device, internal_size=protocol["internal_size"], search_region=protocol["search_region"]
+        )
         scores = evaluate_sequences(tracker, self.holdout)
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:

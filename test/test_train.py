@@ -11,6 +11,7 @@ import torch
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.batches import BatchSampler
 from ros2_ttvos.evaluate import evaluate_sequences
+from ros2_ttvos.main_component import GAP
 from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.schedule import learning_rate, load_config
 from ros2_ttvos.tracker import Tracker
@@ -168,7 +169,7 @@ def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
     trainer.run()
     best = checkpoint.build_model(checkpoint.load(trainer.run_dir / "best.pt"))
     rescored = evaluate_sequences(Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout)
-    assert trainer.selection.best_protocol == {"internal_size": 96, "search_region": True}
+    assert trainer.selection.best_protocol == {"internal_size": 96, "search_region": True, "main_piece_gap": GAP}
     assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
     assert trainer.selection.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
 
@@ -187,9 +188,26 @@ def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_
     resumed = Trainer({**tiny_config, "holdout_every": 3})
     assert resumed.resume() and resumed.selection.best_protocol == {"internal_size": 64, "search_region": False}
     resumed.run(max_steps=3)
-    assert resumed.selection.best_protocol == {"internal_size": 64, "search_region": True}
+    assert resumed.selection.best_protocol == {"internal_size": 64, "search_region": True, "main_piece_gap": GAP}
     assert "scored again" in caplog.text
     assert json.loads((resumed.run_dir / "best.json").read_text())["search_region"] is True
+
+
+def test_a_run_checked_before_the_main_piece_rule_scores_best_again_with_it(tiny_config, caplog):
+    """Checkpoints written before the region kept the mask's main piece record no gap: the next
+    check scores best.pt again with the rule before comparing."""
+    trainer = Trainer({**tiny_config, "holdout_every": 3})
+    trainer.run(max_steps=3)
+    last = trainer.run_dir / "last.pt"
+    payload = checkpoint.load(last)
+    payload["best_protocol"] = {"internal_size": 64, "search_region": True}
+    checkpoint.save_atomic(payload, last)
+    caplog.set_level("INFO")
+    resumed = Trainer({**tiny_config, "holdout_every": 3})
+    assert resumed.resume()
+    resumed.run(max_steps=3)
+    assert "scored again" in caplog.text
+    assert json.loads((resumed.run_dir / "best.json").read_text())["main_piece_gap"] == GAP
 
 
 def test_a_config_can_start_from_a_base_config(tmp_path, monkeypatch):
