@@ -1,5 +1,6 @@
 """What a person looks at: overlays of label masks on frames, overlay videos, training curves."""
 
+import itertools
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -79,7 +80,14 @@ def _two_panels():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, 2, figsize=(12, 4.5))
+    return plt.subplots(1, 2, figsize=(13, 4.5))
+
+
+def _colors():
+    """matplotlib's colour cycle, endless."""
+    import matplotlib
+
+    return itertools.cycle(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
 
 
 def _moving_average(steps: np.ndarray, values: np.ndarray, longest: int):
@@ -91,7 +99,7 @@ def _moving_average(steps: np.ndarray, values: np.ndarray, longest: int):
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     return out
 
 
@@ -104,28 +112,25 @@ def plot_run(run_dir: Path) -> Path:
     for name in ("segmentation", "transition", "auxiliary", "total"):
         ax_loss.plot(*_moving_average(steps, np.array([float(r[name]) for r in rows]), 50), label=name)
     ax_loss.set(xlabel="step", ylabel="loss (moving average)", yscale="log", title="training losses")
-    ax_loss.legend()
+    ax_loss.legend(loc="upper right", ncol=2, fontsize="small")
     checked = [r for r in rows if r["holdout_JF"]]
+    colors = _colors()
     for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
         points = [r for r in checked if r["stage"] == stage]
-        steps_checked = [int(r["step"]) for r in points]
-        (line,) = ax_jf.plot(steps_checked, [100 * float(r["holdout_JF"]) for r in points], "o-", label=stage)
-        colors = {"holdout_JF": line.get_color()}
-        multi = [r for r in points if r.get("multi_JF")]
-        if multi:
-            multi_steps = [int(r["step"]) for r in multi]
-            (multi_line,) = ax_jf.plot(
-                multi_steps, [100 * float(r["multi_JF"]) for r in multi], "s--", label=f"{stage}, multi-object"
-            )
-            colors["multi_JF"] = multi_line.get_color()
-        for key, name, marker in (("holdout_JF", "single", "o:"), ("multi_JF", "multi-object", "s:")):
+        color = next(colors)  # one colour a stage: circles single objects, squares several
+        for key, name, marker in (("holdout_JF", "single", "o"), ("multi_JF", "multi-object", "s")):
+            scored = [r for r in points if r.get(key)]
+            if scored:
+                ax_jf.plot([int(r["step"]) for r in scored], [100 * float(r[key]) for r in scored],
+                           f"{marker}-" if key == "holdout_JF" else f"{marker}--", color=color,
+                           label=f"{stage}: {name}")  # fmt: skip
             raw = [r for r in points if r.get(f"raw_{key}")]  # averaging on: the trained weights too
             if raw:
                 values = [100 * float(r[f"raw_{key}"]) for r in raw]
-                ax_jf.plot([int(r["step"]) for r in raw], values, marker, color=colors[key], alpha=0.4,
-                           label=f"{stage}, {name}, trained weights (not averaged)")  # fmt: skip
+                ax_jf.plot([int(r["step"]) for r in raw], values, f"{marker}:", color=color, alpha=0.4,
+                           label=f"{stage}: {name}, trained weights (not averaged)")  # fmt: skip
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
-    ax_jf.legend()
+    ax_jf.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")  # below: off the points
     return _save(fig, run_dir / "curves.png")
 
 
