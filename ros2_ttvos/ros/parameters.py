@@ -49,8 +49,8 @@ PARAMETERS = {
     "search_region": (
         True,
         _descriptor(
-            "true: each object is looked for near its last mask (15 % of internal_size around it); "
-            "false: everywhere in the frame",
+            "true: each object is looked for near its last mask (15 % of internal_size around the mask's "
+            "main piece); false: everywhere in the frame",
             runtime=True,
         ),
     ),
