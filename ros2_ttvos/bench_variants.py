@@ -100,8 +100,9 @@ def compare_weights(paths: Sequence[Path], frames: int, threads: int, precision:
 
 def region_cost(model: TTVOS, frames: int, device: str = "cpu") -> List[Dict]:
     """1 and 4 objects at each of ``SIZES`` through the torch backend with the search region
-    (``model.search_region``) on and off, in turns: what the region adds to a step. The eager step
-    skips the region when it is off; an exported step computes it either way."""
+    (``model.search_region``, with the Tracker's ``main_component`` rule) on and off, in turns:
+    what the region adds to a step. The eager step skips the region when it is off; an exported
+    step computes it either way."""
     cases = {
         (region, objects): (Tracker.from_model(model, device, internal_size=None, search_region=region), objects)
         for region in (True, False)
