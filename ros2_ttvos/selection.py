@@ -4,8 +4,9 @@ A check runs the tracker at the stage's ``holdout_internal_size`` (the run's whe
 none), with its search region unless ``holdout_search_region: false``, over the single-object
 hold-out sequences and, when ``data.multi_holdout`` is set, the multi-object benchmark made from
 them. ``selection`` is the mean of the two J&F (or the first alone). ``best.pt`` holds the
-weights with the highest selection; when the protocol changes, ``best.pt`` is scored again the
-new way before it is compared.
+weights with the highest selection (the moving average's or, where a check scores both, the
+trained weights'; ``best.json`` says which); when the protocol changes, ``best.pt`` is scored
+again the new way before it is compared.
 """
 
 import json
@@ -57,25 +58,37 @@ class HoldoutSelection:
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
         return scores
 
-    def check(self, model: torch.nn.Module, stage: Dict[str, Any], step: int) -> Dict[str, float]:
-        """Score ``model`` (the weights the run would keep at ``step``); save it as ``best.pt``
-        when it beats the best so far."""
+    def check(
+        self, model: torch.nn.Module, stage: Dict[str, Any], step: int, weights: str = "trained"
+    ) -> Dict[str, float]:
+        """Score ``model`` (the weights the run would keep at ``step``: ``weights`` names which,
+        "trained" or "average"); save it as ``best.pt`` when it beats the best so far."""
         protocol = self.protocol(stage)
         scores = self.scores(model, protocol)
         best = self.run_dir / "best.pt"
-        if protocol != self.best_protocol and best.is_file():
+        rescore = protocol != self.best_protocol and best.is_file()
+        self.best_protocol = protocol
+        if rescore:
             payload = checkpoint.load(best)
             rescored = self.scores(checkpoint.build_model(payload).to(self.device), protocol)
             self.best_jf = rescored["selection"]
-            self._write_best_json(payload["step"], protocol, rescored)
+            self._write_best_json(payload["step"], payload.get("weights", "not recorded"), rescored)
             LOG.info("hold-out check is now %s: best.pt scored again that way: %.4f", protocol, self.best_jf)
-        self.best_protocol = protocol
-        if scores["selection"] > self.best_jf:
-            self.best_jf = scores["selection"]
-            payload = checkpoint.model_payload(model, step=step, holdout=scores, train_config=self.config)
-            checkpoint.save_atomic(payload, best)
-            self._write_best_json(step, protocol, scores)
+        self.offer(model, scores, step, weights)
         return scores
 
-    def _write_best_json(self, step: int, protocol: Dict[str, Any], scores: Dict[str, float]) -> None:
-        (self.run_dir / "best.json").write_text(json.dumps({"step": step, **protocol, **scores}, indent=2))
+    def offer(self, model: torch.nn.Module, scores: Dict[str, float], step: int, weights: str) -> None:
+        """Keep ``model`` as ``best.pt`` when its ``scores``, measured by this check's protocol,
+        beat the best so far (a second candidate of the same check: the trained weights beside
+        their average)."""
+        if scores["selection"] > self.best_jf:
+            self.best_jf = scores["selection"]
+            payload = checkpoint.model_payload(
+                model, step=step, weights=weights, holdout=scores, train_config=self.config
+            )
+            checkpoint.save_atomic(payload, self.run_dir / "best.pt")
+            self._write_best_json(step, weights, scores)
+
+    def _write_best_json(self, step: int, weights: str, scores: Dict[str, float]) -> None:
+        record = {"step": step, "weights": weights, **self.best_protocol, **scores}
+        (self.run_dir / "best.json").write_text(json.dumps(record, indent=2))

@@ -12,7 +12,7 @@ damaged), ``best.pt`` (best hold-out ``selection`` score, see ``selection.py``) 
 With ``average_half_life: H`` (steps; a stage may set its own) the run keeps a moving average of
 its weights (``weight_average.py``): the checks score it and ``best.pt`` keeps it; with
 ``holdout_compare_raw: true`` (a stage may set its own) every check scores the trained weights as
-well (``raw_*`` columns).
+well (``raw_*`` columns), and ``best.pt`` keeps them when they score higher.
 The learning rate is a pure function of the step (see ``learning_rate``), so the step number is
 the whole schedule state. A machine with ``batch_scale: k`` (a lent GPU) trains k of the
 schedule's batches in one optimizer step, which counts as k steps (see ``Trainer.stage``).
@@ -267,12 +267,13 @@ class Trainer:
         """The hold-out check's log columns: the scores of the weights the run keeps (the moving
         average's, when on), and of the trained weights too with ``holdout_compare_raw``."""
         kept = self.average.averaged(self.model) if self.average is not None else self.model
-        scores = self.selection.check(kept, stage, self.step)
+        scores = self.selection.check(kept, stage, self.step, "average" if self.average is not None else "trained")
         row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
         kept_keys = ("multi_JF", "multi_id_switch_rate", "multi_lost_rate", "multi_spilled_rate", "selection")
         row.update({key: scores[key] for key in kept_keys if key in scores})
         if self.average is not None and stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False)):
             raw = self.selection.scores(self.model, self.selection.protocol(stage))
+            self.selection.offer(self.model, raw, self.step, "trained")  # best.pt may keep either
             row.update(
                 raw_holdout_JF=raw["JF_mean"], raw_multi_JF=raw.get("multi_JF", ""), raw_selection=raw["selection"]
             )

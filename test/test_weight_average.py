@@ -2,12 +2,14 @@
 carries it."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.selection import HoldoutSelection
 from ros2_ttvos.train import Trainer
 from ros2_ttvos.weight_average import WeightAverage
 
@@ -68,16 +70,22 @@ def read_log(run_dir: Path):
         return list(csv.DictReader(handle))
 
 
-def test_a_run_with_averaging_checks_and_keeps_the_average_and_scores_the_trained_weights_too(tiny_config):
+def test_a_run_with_averaging_checks_the_average_and_the_trained_weights_and_keeps_the_better(tiny_config):
     first, second = tiny_config["stages"]
     stages = [{**first, "steps": 3}, {**second, "steps": 3, "holdout_compare_raw": False}]  # the second: not
     config = {**tiny_config, "average_half_life": 2, "holdout_every": 3, "holdout_compare_raw": True, "stages": stages}
     trainer = Trainer(config)
-    trainer.run(max_steps=3)  # one check: best.pt is step 3's average
+    trainer.run(max_steps=3)  # one check: best.pt is step 3's average or trained weights, the better
+    (row,) = [row for row in read_log(trainer.run_dir) if row["holdout_JF"]]
+    average_wins = float(row["selection"]) >= float(row["raw_selection"])
     best = checkpoint.load(trainer.run_dir / "best.pt")
+    record = json.loads((trainer.run_dir / "best.json").read_text())
+    assert best["step"] == record["step"] == 3
+    assert best["weights"] == record["weights"] == ("average" if average_wins else "trained")
+    assert record["selection"] == pytest.approx(max(float(row["selection"]), float(row["raw_selection"])))
     trained = trainer.model.state_dict()
-    assert best["step"] == 3
-    for name, value in trainer.average.weights.items():
+    kept = trainer.average.weights if average_wins else {name: trained[name] for name in trainer.average.weights}
+    for name, value in kept.items():
         assert torch.equal(best["model"][name], value), name
     assert any(not torch.equal(value, trained[name]) for name, value in trainer.average.weights.items())
     trainer.run(max_steps=3)
@@ -107,3 +115,22 @@ def test_the_average_resumes_exactly_and_can_be_switched_on_in_mid_run(tiny_conf
     state = switched.model.state_dict()
     for name, value in switched.average.weights.items():
         assert torch.equal(value, state[name]), name
+
+
+def test_best_keeps_the_trained_weights_when_they_beat_their_average(tmp_path):
+    """What the check's second candidate does to best.pt and best.json (scores given)."""
+    shipped = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS))
+    average = WeightAverage(shipped)
+    average.weights = {name: value + 1.0 for name, value in average.weights.items()}
+    selection = HoldoutSelection({}, tmp_path, torch.device("cpu"), [], [])
+    selection.best_protocol = {"internal_size": 480, "search_region": True}
+    selection.offer(average.averaged(shipped), {"selection": 0.5}, 100, "average")
+    selection.offer(shipped, {"selection": 0.4}, 100, "trained")  # lower: best.pt stays the average
+    assert checkpoint.load(tmp_path / "best.pt")["weights"] == "average"
+    selection.offer(shipped, {"selection": 0.6}, 100, "trained")
+    best = checkpoint.load(tmp_path / "best.pt")
+    record = json.loads((tmp_path / "best.json").read_text())
+    assert best["weights"] == record["weights"] == "trained" and record["selection"] == 0.6
+    assert record["internal_size"] == 480 and selection.best_jf == 0.6
+    trained = shipped.state_dict()
+    assert all(torch.equal(best["model"][name], trained[name]) for name in average.weights)
