@@ -80,7 +80,15 @@ class HoldoutSelection:
     def offer(self, model: torch.nn.Module, scores: Dict[str, float], step: int, weights: str) -> None:
         """Keep ``model`` as ``best.pt`` when its ``scores``, measured by this check's protocol,
         beat the best so far (a second candidate of the same check: the trained weights beside
-        their average)."""
+        their average). With ``holdout_keep_checked`` every candidate is kept as well, in float16
+        as shipped weights are, in ``checked/STEP-WEIGHTS.pt``: shipping has a rule of its own
+        (README, Training) that the best selection alone may not meet."""
+        if self.config.get("holdout_keep_checked", False):
+            kept = checkpoint.model_payload(model, half=True, step=step, weights=weights, holdout=scores)
+            try:
+                checkpoint.save_atomic(kept, self.run_dir / "checked" / f"{step}-{weights}.pt")
+            except OSError as error:  # a full disk: the run goes on without this copy
+                LOG.warning("cannot keep the checked weights of step %d (%s): %s", step, weights, error)
         if scores["selection"] > self.best_jf:
             self.best_jf = scores["selection"]
             payload = checkpoint.model_payload(

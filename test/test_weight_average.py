@@ -74,8 +74,16 @@ def test_a_run_with_averaging_checks_the_average_and_the_trained_weights_and_kee
     first, second = tiny_config["stages"]
     stages = [{**first, "steps": 3}, {**second, "steps": 3, "holdout_compare_raw": False}]  # the second: not
     config = {**tiny_config, "average_half_life": 2, "holdout_every": 3, "holdout_compare_raw": True, "stages": stages}
-    trainer = Trainer(config)
+    trainer = Trainer({**config, "holdout_keep_checked": True})
     trainer.run(max_steps=3)  # one check: best.pt is step 3's average or trained weights, the better
+    checked = {path.name: checkpoint.load(path) for path in (trainer.run_dir / "checked").iterdir()}
+    assert sorted(checked) == ["3-average.pt", "3-trained.pt"]  # every candidate, kept for shipping
+    for name, payload in checked.items():
+        assert payload["weights"] == name[2:-3] and payload["step"] == 3
+        assert all(v.dtype == torch.float16 for v in payload["model"].values() if v.is_floating_point())
+    state = trainer.model.state_dict()
+    for name, value in checked["3-trained.pt"]["model"].items():
+        assert torch.equal(value, state[name].half() if value.is_floating_point() else state[name]), name
     (row,) = [row for row in read_log(trainer.run_dir) if row["holdout_JF"]]
     average_wins = float(row["selection"]) >= float(row["raw_selection"])
     best = checkpoint.load(trainer.run_dir / "best.pt")
