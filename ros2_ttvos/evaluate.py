@@ -153,8 +153,7 @@ def _csv_rows(name: str, scores, failures, frames: int, fps: Optional[float]):
     for object_id, s in scores.items():
         yield {
             "sequence": name, "object": object_id, "frames": frames, "fps": "" if fps is None else round(fps, 2),
-            "id_switches": failures[object_id].switches, "lost_frames": failures[object_id].lost,
-            "spilled_frames": failures[object_id].spilled, "visible_frames": failures[object_id].frames,
+            **failures[object_id].columns(), "visible_frames": failures[object_id].frames,
             "J_mean": s.J_stats.mean, "J_recall": s.J_stats.recall, "J_decay": s.J_stats.decay,
             "F_mean": s.F_stats.mean, "F_recall": s.F_stats.recall, "F_decay": s.F_stats.decay,
         }  # fmt: skip

@@ -121,6 +121,10 @@ class FrameFailures(NamedTuple):
     lost: int  # under half of its true pixels carry its label, and it is not a switch
     spilled: int  # more of its label lies outside its true pixels than inside (onto others, background)
 
+    def columns(self) -> Dict[str, int]:
+        """The failure counts under their column names in ``per_sequence.csv`` and the bag report."""
+        return {"id_switches": self.switches, "lost_frames": self.lost, "spilled_frames": self.spilled}
+
 
 def frame_failures(
     predicted_labels: np.ndarray, true_labels: np.ndarray, object_ids: Optional[list] = None

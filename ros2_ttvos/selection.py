@@ -58,9 +58,7 @@ class HoldoutSelection:
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
         return scores
 
-    def check(
-        self, model: torch.nn.Module, stage: Dict[str, Any], step: int, weights: str = "trained"
-    ) -> Dict[str, float]:
+    def check(self, model: torch.nn.Module, stage: Dict[str, Any], step: int, weights: str) -> Dict[str, float]:
         """Score ``model`` (the weights the run would keep at ``step``: ``weights`` names which,
         "trained" or "average"); save it as ``best.pt`` when it beats the best so far."""
         protocol = self.protocol(stage)

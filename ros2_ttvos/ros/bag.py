@@ -172,8 +172,7 @@ def score(frames: BagFrames, parts: List[List[int]], labels: List[np.ndarray]) -
         for object_id, s in scores.items():
             per_object.append({
                 "segment": number, "object": object_id, "frames": len(scored),
-                "id_switches": failures[object_id].switches, "lost_frames": failures[object_id].lost,
-                "spilled_frames": failures[object_id].spilled,
+                **failures[object_id].columns(),
                 "J": s.J_stats.mean, "F": s.F_stats.mean, "JF": (s.J_stats.mean + s.F_stats.mean) / 2,
                 "J_per_frame": s.J.tolist(),
             })  # fmt: skip
