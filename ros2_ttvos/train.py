@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ros2_ttvos import checkpoint, distributed
 from ros2_ttvos.backends import resolve_torch_device
+from ros2_ttvos.core_share import CoreShare
 from ros2_ttvos.data.batches import BatchSampler, Prefetcher
 from ros2_ttvos.data.training_sets import multi_holdout, training_sets
 from ros2_ttvos.evaluate import git_commit
@@ -67,6 +68,10 @@ class Trainer:
         device = resolve_torch_device(config.get("device", "auto"))
         self.ranks = distributed.setup(device)  # several under torchrun, each drawing its own clips
         self.device = distributed.rank_device(device, self.ranks)
+        alone_on_cpu = self.device.type == "cpu" and self.ranks.world == 1
+        self.core_share = (
+            CoreShare(int(config.get("threads", 2))) if alone_on_cpu and config.get("share_cores") else None
+        )
         torch.manual_seed(config["seed"])
         self.precision = resolve_precision(config.get("precision", "auto"), self.device)
         LOG.info(
@@ -298,6 +303,8 @@ class Trainer:
             out_of_time = deadline is not None and time.monotonic() >= deadline
             if distributed.any_rank(self._stop_requested or out_of_time, self.ranks, self.device):
                 break
+            if self.core_share is not None:
+                self.core_share.update()
             start, waited = time.perf_counter(), self.batches.wait_seconds
             stage, row = self.train_step()
             elapsed = time.perf_counter() - start

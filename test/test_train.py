@@ -25,7 +25,8 @@ def read_log(run_dir: Path):
 
 
 def test_training_reduces_the_loss_and_logs_everything(tiny_config):
-    trainer = Trainer(tiny_config)
+    trainer = Trainer({**tiny_config, "share_cores": True})
+    assert trainer.core_share is not None and trainer.core_share.max_threads == tiny_config["threads"]
     trainer.run()
     rows = read_log(Path(tiny_config["run_dir"]))
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
