@@ -140,6 +140,21 @@ def train_speed(args) -> int:
     return 0
 
 
+def train_threads_speed(args) -> int:
+    """``--train-threads``: the training step on 2 threads under each OpenMP wait policy, and on 1."""
+    from ros2_ttvos.train_bench import thread_settings_speed
+
+    rows = thread_settings_speed()
+    print(f"\n{'round':>5} {'threads':>7} {'wait policy':12} {'precision':9} {'step s':>7} {'frames/s':>9}")
+    for row in rows:
+        print(
+            f"{row['round']:>5} {row['threads']:>7} {row['wait_policy']:12} {row['precision']:9} "
+            f"{row['step_s']:>7.2f} {row['frames_per_s']:>9.2f}"
+        )
+    update_results(args.out, {"train_threads": {"git_commit": git_commit(), "rows": rows}})
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="ttvos-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
@@ -172,6 +187,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--train", action="store_true", help="training frames/s per precision and layout (4 clips x 8 frames)"
     )
+    parser.add_argument(
+        "--train-threads", action="store_true", help="training frames/s on 2 threads per OpenMP wait policy, and 1"
+    )
     parser.add_argument("--boxes", action="store_true", help="time to turn a box into a mask, per method")
     parser.add_argument("--prompt-davis", type=Path, metavar="DAVIS_ROOT", help="--boxes: also mask J on these frames")
     parser.add_argument("--prompt-split", default="train", help="--boxes: DAVIS16 split of --prompt-sequences")
@@ -185,6 +203,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     if args.train:
         return train_speed(args)
+    if args.train_threads:
+        return train_threads_speed(args)
     if args.boxes:
         from ros2_ttvos.prompt_bench import prompt_speed
 

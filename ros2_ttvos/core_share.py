@@ -47,7 +47,7 @@ class CoreShare:
     def __init__(
         self,
         max_threads: int,
-        window: float = 20.0,
+        window: float = 10.0,
         cores: Optional[int] = None,
         sample: Callable[[], Optional[Sample]] = machine_sample,
     ):

@@ -39,6 +39,7 @@ from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.init_weights import init_backbone, initial_weights
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.recurrent import ClipRunner
+from ros2_ttvos.run_lock import RunDirInUseError, hold_run_dir
 from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.selection import HoldoutSelection
@@ -68,6 +69,8 @@ class Trainer:
         device = resolve_torch_device(config.get("device", "auto"))
         self.ranks = distributed.setup(device)  # several under torchrun, each drawing its own clips
         self.device = distributed.rank_device(device, self.ranks)
+        if self.ranks.main:
+            hold_run_dir(self.run_dir)  # refuses a second trainer of this run
         alone_on_cpu = self.device.type == "cpu" and self.ranks.world == 1
         self.core_share = (
             CoreShare(int(config.get("threads", 2))) if alone_on_cpu and config.get("share_cores") else None
@@ -393,7 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             trainer.run(args.max_steps, args.minutes)
         finally:
             trainer.close()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RunDirInUseError) as error:
         LOG.error("%s", error)
         return 1
     return 0

@@ -1,8 +1,13 @@
 """Training throughput, ``ttvos-bench --train``: frames per second of one training step (clips
 run recurrently, the three losses, backward, Adam) per precision and memory layout, timed in
-turns on the same batch so that the ratios hold on a noisy machine."""
+turns on the same batch so that the ratios hold on a noisy machine. ``ttvos-bench
+--train-threads``: the same step on 2 threads under each OpenMP wait policy, and on 1 thread."""
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Dict, List, Tuple
 
@@ -83,3 +88,44 @@ def default_cases(device: torch.device) -> List[Case]:
     ~100x slower: not worth timing); each in both memory layouts."""
     precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or cpu_has_native_bf16() else [])
     return [(p, layout) for p in precisions for layout in (False, True)]
+
+
+# OpenMP reads its wait policy when it starts: each setting is timed in a fresh process.
+WAIT_POLICIES = {
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},  # threads sleep as soon as they wait
+    "spin": {},  # libgomp's default: spin a long while, then sleep
+    "spin-10000": {"GOMP_SPINCOUNT": "10000"},  # spin briefly, then sleep (README, Training)
+}
+THREAD_CASES = [(2, "passive"), (2, "spin"), (2, "spin-10000"), (1, "spin")]
+
+
+def thread_settings_speed(
+    rounds: int = 2, clips: int = 2, frames: int = 16, objects: int = 2, size: Tuple[int, int] = (240, 432)
+) -> List[Dict]:
+    """Frames/s of the training step (channels_last, bf16 where native) for each (threads, wait
+    policy) of ``THREAD_CASES``, each in its own process, the cases taken in turns ``rounds`` times;
+    ``wait_env`` is the OpenMP settings the process saw."""
+    rows = []
+    for attempt in range(rounds):
+        for threads, policy in THREAD_CASES:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            env.update(WAIT_POLICIES[policy])
+            arguments = (threads, clips, frames, objects, *size)
+            command = [sys.executable, "-m", "ros2_ttvos.train_bench", *map(str, arguments)]
+            timed = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+            rows.append({"round": attempt + 1, "threads": threads, "wait_policy": policy, **timed})
+    return rows
+
+
+def _time_one_setting(threads: int, clips: int, frames: int, objects: int, height: int, width: int) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    case = ("bf16" if cpu_has_native_bf16() else "fp32", True)
+    model = TTVOS(pretrained_backbone=False)
+    (row,) = training_speed(model, torch.device("cpu"), [case], clips, frames, (height, width), objects, rounds=4)
+    wait_env = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    print(json.dumps({**row, "wait_env": wait_env}))
+
+
+if __name__ == "__main__":  # one case of thread_settings_speed
+    _time_one_setting(*map(int, sys.argv[1:7]))

@@ -2,6 +2,7 @@
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.bench_variants import compare_weights, region_cost
+from ros2_ttvos.train_bench import THREAD_CASES, WAIT_POLICIES, thread_settings_speed
 
 
 def test_other_weights_are_timed_beside_the_shipped_ones():
@@ -27,3 +28,11 @@ def test_the_search_region_is_timed_on_and_off_side_by_side():
         assert row["median_ms_with_region"] > 0 and row["median_ms_without_region"] > 0
         on, off = row["median_ms_with_region"], row["median_ms_without_region"]
         assert row["region_share_of_step"] == (on - off) / on
+
+
+def test_training_threads_are_timed_per_wait_policy_each_in_its_own_process():
+    rows = thread_settings_speed(rounds=1, clips=1, frames=2, objects=1, size=(64, 96))
+    assert [(r["threads"], r["wait_policy"]) for r in rows] == THREAD_CASES
+    for row in rows:
+        assert row["wait_env"] == WAIT_POLICIES[row["wait_policy"]]  # the policy reached the process
+        assert row["frames_per_s"] > 0 and row["channels_last"] and row["size"] == [64, 96]
