@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -140,9 +140,16 @@ def summarise(
     return out
 
 
-def evaluate_sequences(tracker: Tracker, sequences: List[DavisSequence]) -> Dict[str, float]:
-    """Track and score ``sequences``; returns the dataset statistics (hold-out model selection)."""
-    runs = [track_sequence(tracker, seq) for seq in sequences]
+def evaluate_sequences(
+    tracker: Tracker, sequences: List[DavisSequence], between: Optional[Callable[[], Any]] = None
+) -> Dict[str, float]:
+    """Track and score ``sequences``; returns the dataset statistics (hold-out model selection).
+    ``between`` is called after each sequence (the trainer adjusts its threads there)."""
+    runs = []
+    for sequence in sequences:
+        runs.append(track_sequence(tracker, sequence))
+        if between is not None:
+            between()
     return summarise(
         [metrics.sequence_scores(r.labels, r.truth, r.object_ids) for r in runs],
         [metrics.frame_failures(r.labels, r.truth, r.object_ids) for r in runs],

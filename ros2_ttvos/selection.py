@@ -12,7 +12,7 @@ again the new way before it is compared.
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -27,7 +27,17 @@ LOG = logging.getLogger(__name__)
 class HoldoutSelection:
     """The run's best hold-out score, how it was measured, and ``best.pt`` / ``best.json``."""
 
-    def __init__(self, config: Dict[str, Any], run_dir: Path, device: torch.device, holdout: List, multi: List):
+    def __init__(
+        self,
+        config: Dict[str, Any],
+        run_dir: Path,
+        device: torch.device,
+        holdout: List,
+        multi: List,
+        between: Optional[Callable[[], Any]] = None,
+    ):
+        """``between`` is called after each sequence a check tracks."""
+        self.between = between
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
@@ -49,10 +59,10 @@ class HoldoutSelection:
         tracker = Tracker.from_model(
             model, self.device, internal_size=protocol["internal_size"], search_region=protocol["search_region"]
         )
-        scores = evaluate_sequences(tracker, self.holdout)
+        scores = evaluate_sequences(tracker, self.holdout, self.between)
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:
-            multi = evaluate_sequences(tracker, self.multi_holdout)
+            multi = evaluate_sequences(tracker, self.multi_holdout, self.between)
             scores.update({f"multi_{key}": multi[key] for key in ("id_switch_rate", "lost_rate", "spilled_rate")})
             scores["multi_JF"] = multi["JF_mean"]
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2

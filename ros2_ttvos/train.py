@@ -112,7 +112,8 @@ class Trainer:
         self.batches = Prefetcher(sampler, config["size"])
         self._stop_requested = False
         multi = multi_holdout(data) if self.ranks.main else []  # rank 0 scores the hold-out
-        self.selection = HoldoutSelection(config, self.run_dir, self.device, self.holdout, multi)
+        between = self.core_share.update if self.core_share is not None else None  # threads, during checks too
+        self.selection = HoldoutSelection(config, self.run_dir, self.device, self.holdout, multi, between)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> Dict[str, Any]:

@@ -27,6 +27,7 @@ def read_log(run_dir: Path):
 def test_training_reduces_the_loss_and_logs_everything(tiny_config):
     trainer = Trainer({**tiny_config, "share_cores": True})
     assert trainer.core_share is not None and trainer.core_share.max_threads == tiny_config["threads"]
+    assert trainer.selection.between == trainer.core_share.update  # checks adjust the threads too
     trainer.run()
     rows = read_log(Path(tiny_config["run_dir"]))
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
@@ -169,7 +170,11 @@ def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
     trainer = Trainer({**tiny_config, "holdout_every": 3, "stages": stages})
     trainer.run()
     best = checkpoint.build_model(checkpoint.load(trainer.run_dir / "best.pt"))
-    rescored = evaluate_sequences(Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout)
+    tracked = []
+    rescored = evaluate_sequences(
+        Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout, lambda: tracked.append(1)
+    )
+    assert len(tracked) == len(trainer.holdout)  # called after each sequence
     assert trainer.selection.best_protocol == {"internal_size": 96, "search_region": True, "main_piece_gap": GAP}
     assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
     assert trainer.selection.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
