@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from ros2_ttvos import checkpoint
+from ros2_ttvos.export import OPSET
 from ros2_ttvos.model import ttvos_losses
 from ros2_ttvos.model.layers import heatmap_at_stride
 from ros2_ttvos.model.merge import assign_slots, merge_objects, soft_aggregate
@@ -11,17 +12,34 @@ from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 
 
-def test_one_object_keeps_its_own_probability_and_several_share_by_the_soft_aggregate():
+def _exported_merge(sample: torch.Tensor, path):
+    """``merge_objects`` exported to ONNX with ``sample``'s object count, run by ONNX Runtime."""
+    import onnxruntime
+
+    class Merge(torch.nn.Module):
+        def forward(self, foreground):
+            return merge_objects(foreground)
+
+    torch.onnx.export(
+        Merge(), (sample,), path, input_names=["foreground"], output_names=["merged"],
+        dynamic_axes={"foreground": {0: "objects"}, "merged": {0: "objects"}}, opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda foreground: session.run(None, {"foreground": foreground.numpy()})[0]
+
+
+def test_one_object_keeps_its_own_probability_and_several_share_by_the_soft_aggregate(tmp_path):
     generator = torch.Generator().manual_seed(0)
     one = torch.rand(1, 8, 10, generator=generator)
     three = torch.rand(3, 8, 10, generator=generator)
     assert torch.equal(merge_objects(one), one)
     assert torch.allclose(merge_objects(three), soft_aggregate(three)[1:])
     assert torch.all(merge_objects(three).sum(dim=0) <= 1 + 1e-6)
-    # A graph traced with two objects selects on the object count it is run with.
-    traced = torch.jit.trace(merge_objects, (torch.rand(2, 8, 10, generator=generator),))
-    assert torch.allclose(traced(one), one)
-    assert torch.allclose(traced(three), soft_aggregate(three)[1:])
+    # A graph exported with two objects (as ttvos-export traces the step) selects on the object
+    # count it is run with.
+    exported = _exported_merge(torch.rand(2, 8, 10, generator=generator), tmp_path / "merge.onnx")
+    assert np.allclose(exported(one), one, atol=1e-6)
+    assert np.allclose(exported(three), soft_aggregate(three)[1:], atol=1e-6)
     # Batched over clips (training): the object axis is the third from the end.
     batch = torch.stack([three, three.flip(0)])
     assert torch.allclose(merge_objects(batch)[1], merge_objects(three.flip(0)))
