@@ -33,7 +33,7 @@ from ros2_ttvos.tracker import HOLD_POLICIES, Tracker
 LOG = logging.getLogger("ttvos-eval")
 CSV_FIELDS = [
     "sequence", "object", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "frames", "fps",
-    "id_switches", "lost_frames", "spilled_frames", "visible_frames",
+    *metrics.FAILURE_COLUMNS, "visible_frames",
 ]  # fmt: skip
 
 
@@ -122,7 +122,8 @@ def summarise(
 ) -> Dict[str, float]:
     """Dataset statistics: the mean over all objects of all sequences of each per-object value;
     identity switches, lost and spilled frames summed over all objects, and their shares of the
-    frames objects are visible."""
+    frames objects are visible; frames objects are back in view after they were hidden, and the
+    share of them on which they were lost (``lost_on_return_rate``)."""
     objects = [s for seq in scores for s in seq.values()]
     counted = [s for seq in failures for s in seq.values()]
     visible = sum(s.frames for s in counted)
@@ -131,6 +132,9 @@ def summarise(
     for kind in ("lost", "spilled"):
         out[f"{kind}_frames"] = sum(getattr(s, kind) for s in counted)
         out[f"{kind}_rate"] = out[f"{kind}_frames"] / visible if visible else 0.0
+    out["returned_frames"] = sum(s.returned for s in counted)
+    out["lost_on_return"] = sum(s.lost_on_return for s in counted)
+    out["lost_on_return_rate"] = out["lost_on_return"] / out["returned_frames"] if out["returned_frames"] else 0.0
     for measure in ("J", "F"):
         stats = [getattr(s, f"{measure}_stats") for s in objects]
         out[f"{measure}_mean"] = float(np.mean([s.mean for s in stats]))
@@ -312,6 +316,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"J&F {100 * summary['JF_mean']:.2f}  J {100 * summary['J_mean']:.2f}  F {100 * summary['F_mean']:.2f}"
         + f"  identity switches {summary['id_switches']} ({100 * summary['id_switch_rate']:.1f} % of visible frames)"
         + f", lost {100 * summary['lost_rate']:.1f} %, spilled {100 * summary['spilled_rate']:.1f} %"
+        + f", lost on return {summary['lost_on_return']} of {summary['returned_frames']}"
         + (f"  started from masks of J {100 * summary['given_J_mean']:.2f}" if args.init != "mask" else "")
         + (f"  {summary['fps']:.1f} FPS on {summary['device']}" if summary["fps"] else "")
         + f"  ({summary['n_sequences']} sequences, {summary['n_frames']} frames) -> {args.out / 'summary.json'}"

@@ -113,6 +113,10 @@ def sequence_scores(
     return {k: object_scores(predicted_labels == k, true_labels == k) for k in object_ids}
 
 
+HIDDEN = 0.25  # an object with less than this share of its first-frame area in view is hidden
+BACK = 0.5  # ... and back in view, after it was hidden, with at least this share
+
+
 class FrameFailures(NamedTuple):
     """How an object fails, counted over the evaluated frames on which it is visible."""
 
@@ -120,24 +124,36 @@ class FrameFailures(NamedTuple):
     switches: int  # most of its true pixels carry one other object's label (an identity switch)
     lost: int  # under half of its true pixels carry its label, and it is not a switch
     spilled: int  # more of its label lies outside its true pixels than inside (onto others, background)
+    returned: int = 0  # frames on which it is back in view after it was hidden (``HIDDEN``, ``BACK``)
+    lost_on_return: int = 0  # of those, the lost ones: it was not picked up again
 
     def columns(self) -> Dict[str, int]:
         """The failure counts under their column names in ``per_sequence.csv`` and the bag report."""
-        return {"id_switches": self.switches, "lost_frames": self.lost, "spilled_frames": self.spilled}
+        counts = (self.switches, self.lost, self.spilled, self.returned, self.lost_on_return)
+        return dict(zip(FAILURE_COLUMNS, counts, strict=True))
+
+
+FAILURE_COLUMNS = ("id_switches", "lost_frames", "spilled_frames", "returned_frames", "lost_on_return")
 
 
 def frame_failures(
     predicted_labels: np.ndarray, true_labels: np.ndarray, object_ids: Optional[list] = None
 ) -> Dict[int, FrameFailures]:
     """Per object, on the frames J and F evaluate (1..T-2): identity switches, lost frames and
-    spilled frames (``FrameFailures``). A frame can be lost and spilled at once."""
+    spilled frames, and the frames on which it is back in view after it was hidden, lost or not
+    (``FrameFailures``). A frame can be lost and spilled at once."""
     if object_ids is None:
         object_ids = [int(v) for v in np.unique(true_labels) if v != 0]
     counts = {}
     for k in object_ids:
-        frames = switches = lost = spilled = 0
-        for predicted, truth in zip(predicted_labels[1:-1], true_labels[1:-1], strict=True):
+        first_area = np.count_nonzero(true_labels[0] == k)
+        frames = switches = lost = spilled = returned = lost_on_return = 0
+        was_hidden = False
+        for index in range(1, len(true_labels) - 1):
+            predicted, truth = predicted_labels[index], true_labels[index]
             inside = predicted[truth == k]
+            back = was_hidden and inside.size >= BACK * first_area
+            was_hidden = was_hidden or inside.size < HIDDEN * first_area
             if inside.size == 0:
                 continue
             frames += 1
@@ -146,7 +162,10 @@ def frame_failures(
             labels[[0, k]] = 0
             switched = labels.max() > inside.size / 2
             switches += int(switched)
-            lost += int(not switched and own < inside.size / 2)
+            is_lost = not switched and own < inside.size / 2
+            lost += int(is_lost)
             spilled += int(np.count_nonzero(predicted == k) - own > own)
-        counts[k] = FrameFailures(frames, switches, lost, spilled)
+            returned += int(back)
+            lost_on_return += int(back and is_lost)
+        counts[k] = FrameFailures(frames, switches, lost, spilled, returned, lost_on_return)
     return counts

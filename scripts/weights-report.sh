@@ -5,9 +5,9 @@
 #   scripts/weights-report.sh WEIGHTS OUT_DIR val       # report only, after the decision: DAVIS16 val
 # Each set is tracked at internal sizes 480, 360 and 240 (SIZES to change) with OpenVINO fp32 on
 # THREADS threads (default 2); OUT_DIR/<set>-<size>/ keeps ttvos-eval's output and OUT_DIR/<mode>.md
-# the table (J&F, J, F, identity switches, lost and spilled frames, FPS). WEIGHTS "shipped" means
-# the weights in the package. Data: TRAIN_DAVIS (~/data/DAVIS), MULTI (~/data/multi-holdout),
-# VAL_DAVIS (../shared/data/DAVIS).
+# the table (J&F, J, F, identity switches, lost and spilled frames, frames lost on return after
+# being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS
+# (~/data/DAVIS), MULTI (~/data/multi-holdout), VAL_DAVIS (../shared/data/DAVIS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: scripts/weights-report.sh WEIGHTS|shipped OUT_DIR holdout|val"
@@ -41,14 +41,15 @@ from pathlib import Path
 out, mode, weights = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 names, sizes = [n for n in sys.argv[4].split(",") if n], sys.argv[5].split()
 lines = [f"{mode}: {weights} (OpenVINO fp32)", "",
-         "| set | internal size | J&F | J | F | identity switches | lost | spilled | FPS |", "|---|---|---|---|---|---|---|---|---|"]
+         "| set | internal size | J&F | J | F | identity switches | lost | spilled | lost on return | FPS |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
 scores = {}
 for name in names:
     for size in sizes:
         s = scores[name, size] = json.loads((out / f"{name}-{size}" / "summary.json").read_text())
         lines.append(f"| {name} | {size} | {100 * s['JF_mean']:.2f} | {100 * s['J_mean']:.2f} | {100 * s['F_mean']:.2f} | "
                      f"{100 * s['id_switch_rate']:.1f} % | {100 * s['lost_rate']:.1f} % | {100 * s['spilled_rate']:.1f} % | "
-                     f"{s['fps']:.1f} |")
+                     f"{s['lost_on_return']} of {s['returned_frames']} | {s['fps']:.1f} |")
 if mode == "holdout":  # what checkpoints are chosen by: the mean of the two J&F
     lines += ["", *(f"selection at {size}: {50 * (scores['single', size]['JF_mean'] + scores['multi', size]['JF_mean']):.2f}"
                     for size in sizes)]

@@ -26,6 +26,23 @@ def test_frame_failures_tell_switches_lost_and_spilled_frames_apart():
     assert counts[2] == metrics.FrameFailures(frames=5, switches=0, lost=0, spilled=1)
 
 
+def test_frames_back_in_view_after_the_object_was_hidden_are_counted_and_so_are_their_losses():
+    truth = np.zeros((9, 10, 10), np.uint8)
+    truth[:, 2:6, 2:6] = 1  # 16 pixels on the first frame
+    truth[2, 2:6, 2:6] = 0
+    truth[2, 2:4, 2:3] = 1  # 2 pixels in view: hidden (under a quarter)
+    truth[3, 2:6, 2:4] = 1
+    truth[3, 2:6, 4:6] = 0  # 8 in view: half, back
+    predicted = truth.copy()
+    predicted[4] = 0  # lost on frame 4, back in view at full size
+    predicted[1] = 0  # lost before it was ever hidden: lost, not on return
+    counts = metrics.frame_failures(predicted, truth)[1]
+    assert (counts.frames, counts.lost) == (7, 2)
+    assert (counts.returned, counts.lost_on_return) == (5, 1)  # frames 3-7 (8 is not evaluated)
+    never_hidden = metrics.frame_failures(predicted[:2].repeat(4, axis=0), truth[:2].repeat(4, axis=0))[1]
+    assert (never_hidden.returned, never_hidden.lost_on_return) == (0, 0)
+
+
 def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_config, tmp_path):
     davis_root = tiny_config["data"]["davis_root"]
     sequences = "seq-b,seq-c"
@@ -51,6 +68,7 @@ def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_c
     assert summary["n_objects"] == sum(s["targets"] for s in described["sequences"])
     assert 0.0 <= summary["id_switch_rate"] <= 1.0 and isinstance(summary["id_switches"], int)
     assert 0.0 <= summary["lost_rate"] <= 1.0 and 0.0 <= summary["spilled_rate"] <= 1.0
+    assert 0 <= summary["lost_on_return"] <= summary["returned_frames"]
     header = (out / "per_sequence.csv").read_text().splitlines()[0]
-    assert "id_switches" in header and "lost_frames" in header and "spilled_frames" in header
+    assert all(name in header for name in metrics.FAILURE_COLUMNS)
     assert Path(out / "seq-b-multi0" / "00000.png").is_file()
