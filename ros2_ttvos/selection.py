@@ -63,7 +63,8 @@ class HoldoutSelection:
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:
             multi = evaluate_sequences(tracker, self.multi_holdout, self.between)
-            scores.update({f"multi_{key}": multi[key] for key in ("id_switch_rate", "lost_rate", "spilled_rate")})
+            failure_rates = ("id_switch_rate", "lost_rate", "spilled_rate", "lost_on_return_rate")
+            scores.update({f"multi_{key}": multi[key] for key in failure_rates})
             scores["multi_JF"] = multi["JF_mean"]
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
         return scores

@@ -52,7 +52,7 @@ LOG_FIELDS = [
     "step", "stage", "lr", "segmentation", "transition", "auxiliary", "total", "frames_per_s",
     "objects", "data_wait_share", "holdout_J", "holdout_F", "holdout_JF", "multi_JF", "multi_id_switch_rate",
     "selection", "wall_time", "raw_holdout_JF", "raw_multi_JF", "raw_selection", "multi_lost_rate",
-    "multi_spilled_rate",
+    "multi_spilled_rate", "multi_lost_on_return_rate",
 ]  # fmt: skip
 
 
@@ -278,7 +278,10 @@ class Trainer:
         kept = self.average.averaged(self.model) if self.average is not None else self.model
         scores = self.selection.check(kept, stage, self.step, "average" if self.average is not None else "trained")
         row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
-        kept_keys = ("multi_JF", "multi_id_switch_rate", "multi_lost_rate", "multi_spilled_rate", "selection")
+        kept_keys = (
+            "multi_JF", "multi_id_switch_rate", "multi_lost_rate", "multi_spilled_rate", "multi_lost_on_return_rate",
+            "selection",
+        )  # fmt: skip
         row.update({key: scores[key] for key in kept_keys if key in scores})
         if self.average is not None and stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False)):
             raw = self.selection.scores(self.model, self.selection.protocol(stage))
