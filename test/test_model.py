@@ -142,3 +142,29 @@ def test_long_term_branches_split_into_frame_and_history_parts_exactly(network):
     for name in ("lt_query", "lt_key", "lt_value"):
         branch = getattr(network, name)
         assert torch.allclose(network._branch(name[3:], feats, hist), branch(clue), atol=1e-4), name
+
+
+def test_simulated_losses_feed_empty_masks_forward_and_keep_the_long_term_template():
+    torch.manual_seed(0)
+    net = TTVOS(pretrained_backbone=False)
+    frames = torch.rand(2, 4, 3, 64, 96) * 255
+    first = torch.zeros(2, 1, 64, 96)
+    first[:, :, 16:48, 24:72] = 1
+    gates = []
+    update_state = net.update_state
+    net.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
+    always = ClipRunner(net, lose_rate=1.0)(frames, first)
+    del net.update_state
+    assert len(gates) == 3 and all(not gate.any() for gate in gates)  # no long-term update for a lost object
+    # Frame 1's reference is the given mask; every later one is the empty mask of a loss.
+    assert always["prev_heat"][:, 0, :, 1].amax() == 1.0
+    assert torch.all(always["prev_heat"][:, 1:, :, 1] == 0) and torch.all(always["prev_heat"][:, 1:, :, 0] == 1)
+    never = ClipRunner(net, lose_rate=0.0)(frames, first)
+    assert never["prev_heat"][:, 1:, :, 1].amax() > 0  # its own predictions feed forward
+    with torch.no_grad():  # so it keeps its long-term template, as the tracker keeps a lost object's
+        feats = net.encode_image(frames[:1, 0])
+        state = net.init_state(feats, first[:1])
+        out = net.segment(feats, state)
+        kept = torch.zeros_like(first[:1])
+        held = net.update_state(feats, state, out.weight, kept, torch.tensor([False]))
+    assert torch.equal(held.lt, state.lt) and torch.equal(held.updates, state.updates)

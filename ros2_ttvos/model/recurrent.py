@@ -4,6 +4,12 @@ tracker merges them.
 The model's own predictions feed the next frame, as at inference; every object's state is
 updated from its share after the merge (``merge.merge_objects``), and the segmentation loss is
 taken on the merged class probabilities, the output the tracker labels from.
+
+``lose_rate``: the share of (object, frame) pairs whose prediction is replaced by an empty mask
+before it updates the state, as if the tracker had lost the object there (its long-term
+template is kept, as the tracker keeps a lost object's). The frames after must find it again
+without a short-term template (made from that empty mask), from the long-term one: the failure
+the run's weights showed after occlusions (docs/accuracy.md).
 """
 
 from typing import Dict
@@ -20,9 +26,10 @@ from ros2_ttvos.model.ttvos import TTVOS
 class ClipRunner(nn.Module):
     """Wraps a ``TTVOS`` for training (and for ``DistributedDataParallel``, which wraps this)."""
 
-    def __init__(self, model: TTVOS):
+    def __init__(self, model: TTVOS, lose_rate: float = 0.0):
         super().__init__()
         self.model = model
+        self.lose_rate = lose_rate
 
     def forward(self, frames: torch.Tensor, first_masks: torch.Tensor) -> Dict[str, torch.Tensor]:
         """frames: (B, T, 3, H, W) RGB in [0, 255]; first_masks: (B, K, H, W) in {0, 1}, the K
@@ -54,10 +61,14 @@ class ClipRunner(nn.Module):
             single = k == 1
             log_probs = F.log_softmax(out.logits.float(), dim=1) if single else torch.log(soft_aggregate(foreground))
             kept = merge_objects(foreground).view(b * k, 1, height, width)
+            found = None  # every object updates its long-term template, unless lost on purpose
+            if self.training and self.lose_rate > 0:  # simulated losses (module docstring)
+                found = torch.rand(b * k, device=kept.device) >= self.lose_rate
+                kept = kept * found.view(-1, 1, 1, 1).to(kept.dtype)
             outputs["log_probs"].append(log_probs.view(b, k + 1, height, width))
             outputs["transition"].append(out.transition.unflatten(0, (b, k)))
             outputs["aux_logits"].append(out.aux_logits.unflatten(0, (b, k)))
             outputs["prev_heat"].append(heatmap_at_stride(prev_kept, 8).unflatten(0, (b, k)))
-            state = model.update_state(feats, state, out.weight, kept)
+            state = model.update_state(feats, state, out.weight, kept, found)  # as the tracker gates a lost object
             prev_kept = kept
         return {key: torch.stack(value, dim=1) for key, value in outputs.items()}
