@@ -42,7 +42,7 @@ from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.run_lock import RunDirInUseError, hold_run_dir
 from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
-from ros2_ttvos.selection import HoldoutSelection
+from ros2_ttvos.selection import MULTI_FAILURE_RATES, HoldoutSelection
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
 from ros2_ttvos.visualize import plot_run, plot_runs_compared
 from ros2_ttvos.weight_average import WeightAverage
@@ -278,10 +278,7 @@ class Trainer:
         kept = self.average.averaged(self.model) if self.average is not None else self.model
         scores = self.selection.check(kept, stage, self.step, "average" if self.average is not None else "trained")
         row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
-        kept_keys = (
-            "multi_JF", "multi_id_switch_rate", "multi_lost_rate", "multi_spilled_rate", "multi_lost_on_return_rate",
-            "selection",
-        )  # fmt: skip
+        kept_keys = ("multi_JF", *(f"multi_{rate}" for rate in MULTI_FAILURE_RATES), "selection")
         row.update({key: scores[key] for key in kept_keys if key in scores})
         if self.average is not None and stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False)):
             raw = self.selection.scores(self.model, self.selection.protocol(stage))

@@ -97,6 +97,7 @@ WAIT_POLICIES = {
     "spin-10000": {"GOMP_SPINCOUNT": "10000"},  # spin briefly, then sleep (README, Training)
 }
 THREAD_CASES = [(2, "passive"), (2, "spin"), (2, "spin-10000"), (1, "spin")]
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # what the policies above set
 
 
 def thread_settings_speed(
@@ -108,7 +109,7 @@ def thread_settings_speed(
     rows = []
     for attempt in range(rounds):
         for threads, policy in THREAD_CASES:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
             env.update(WAIT_POLICIES[policy])
             arguments = (threads, clips, frames, objects, *size)
             command = [sys.executable, "-m", "ros2_ttvos.train_bench", *map(str, arguments)]
@@ -123,7 +124,7 @@ def _time_one_setting(threads: int, clips: int, frames: int, objects: int, heigh
     case = ("bf16" if cpu_has_native_bf16() else "fp32", True)
     model = TTVOS(pretrained_backbone=False)
     (row,) = training_speed(model, torch.device("cpu"), [case], clips, frames, (height, width), objects, rounds=4)
-    wait_env = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    wait_env = {k: os.environ[k] for k in WAIT_VARIABLES if k in os.environ}
     print(json.dumps({**row, "wait_env": wait_env}))
 
 
