@@ -161,6 +161,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--variants", nargs="+", help="run only these variants (default: all)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
+        "--internal-size", type=int, help="tracker processing size (default: the config's holdout_internal_size)"
+    )
+    parser.add_argument(
         "--test-time-only", type=Path, metavar="CHECKPOINT",
         help="train nothing: score these weights with each variant's switch at test time (hold-out and multi-object)",
     )  # fmt: skip
@@ -175,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; the config has {list(ablation['variants'])}")
     init_weights = Path(ablation["init_weights"]).expanduser().resolve()
-    internal_size = base.get("holdout_internal_size", 240)
+    internal_size = args.internal_size or base.get("holdout_internal_size", 240)
     data = base["data"]
     davis = Davis(data["davis_root"], 2016, resolution=data["resolution"], sequences=data["holdout"])
     holdout = [davis.sequence(name) for name in data["holdout"]]
@@ -185,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report = test_time_report(args.test_time_only, ablation, holdout, multi_holdout(data), internal_size)
         run_dir = Path(ablation["run_dir"]).expanduser()
         run_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"test-time-{args.test_time_only.stem}"
+        stem = f"test-time-{args.test_time_only.stem}" + (f"-{internal_size}" if args.internal_size else "")
         (run_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
         table = test_time_table(report)
         (run_dir / f"{stem}.md").write_text(table)

@@ -92,7 +92,7 @@ class HoldoutSelection:
         beat the best so far (a second candidate of the same check: the trained weights beside
         their average). With ``holdout_keep_checked`` every candidate is kept as well, in float16
         as shipped weights are, in ``checked/STEP-WEIGHTS.pt``: shipping has a rule of its own
-        (README, Training) that the best selection alone may not meet."""
+        (docs/training.md) that the best selection alone may not meet."""
         if self.config.get("holdout_keep_checked", False):
             kept = checkpoint.model_payload(model, half=True, step=step, weights=weights, holdout=scores)
             try:

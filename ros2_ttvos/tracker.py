@@ -81,7 +81,7 @@ class Tracker:
     hold_when_lost: "template" (the default): a lost object keeps its long-term template and
         usual area; "state": its whole state, so it is looked for where and as it was last seen
         (picks objects up again more often after an occluder passes, but loses objects that move
-        while hidden: see docs/accuracy.md); "none": everything follows every frame.
+        while hidden: see docs/occlusion.md); "none": everything follows every frame.
     search_region: True (the default): each object's foreground is weighted by its last mask
         dilated by 15 % of the internal short side (``model.search_region``), so that
         look-alikes elsewhere in view cannot take it over, and it follows only the main piece of

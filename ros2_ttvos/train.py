@@ -92,7 +92,9 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
-        self.runner = ClipRunner(self.model, float(config.get("lose_rate", 0.0)))
+        lose_rate, lost_threshold = float(config.get("lose_rate", 0.0)), float(config.get("lost_threshold", 0.0))
+        self.runner = ClipRunner(self.model, lose_rate, lost_threshold)
+        LOG.info("simulated losses: %.2f of (object, frame) pairs; lost below %.2f", lose_rate, lost_threshold)
         if self.ranks.world > 1:  # averages the gradients of the ranks' batches
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.runner = torch.nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)

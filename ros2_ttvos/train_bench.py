@@ -94,7 +94,7 @@ def default_cases(device: torch.device) -> List[Case]:
 WAIT_POLICIES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},  # threads sleep as soon as they wait
     "spin": {},  # libgomp's default: spin a long while, then sleep
-    "spin-10000": {"GOMP_SPINCOUNT": "10000"},  # spin briefly, then sleep (README, Training)
+    "spin-10000": {"GOMP_SPINCOUNT": "10000"},  # spin briefly, then sleep (docs/training.md)
 }
 THREAD_CASES = [(2, "passive"), (2, "spin"), (2, "spin-10000"), (1, "spin")]
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # what the policies above set

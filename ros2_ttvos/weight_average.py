@@ -1,5 +1,5 @@
 """A moving average of the network's weights while it trains (``average_half_life`` in the
-training config; docs/run-v2.md, fifth session).
+training config; docs/run-v2-pretrain.md, fifth session).
 
 From one hold-out check to the next the trained weights wander with the last few hundred
 batches, and the checks swing with them. The exponential moving average of the recent weights

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make .carry/ for a lent GPU's chunk of the run (README, Training): the pack's DAVIS part (the
+# Make .carry/ for a lent GPU's chunk of the run (docs/training.md): the pack's DAVIS part (the
 # hold-out sequences' masks without their videos: a chunk never checks them), one stills shard (by
 # default the one the run's step points at, so that chunks rotate through them) and the
 # efficientnet_lite_pytorch code (the network's architecture; the lent machine has torch but not

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lent GPU's chunk of the run (README, Training), run on that machine from the repository
+# One lent GPU's chunk of the run (docs/training.md), run on that machine from the repository
 # root with .carry/ made by scripts/gpu-chunk-prepare.sh: resumes from runs/v2, trains on CUDA
 # in bf16 for MINUTES (default 8), writes the travelling copy to $OUT/run (parts <= 16 MiB).
 # Back here: .venv/bin/ttvos-train --merge <fetched>/run   (then commit runs/v2)

@@ -79,3 +79,9 @@ def test_test_time_only_scores_each_switch_without_training(tmp_path, tiny_confi
     assert not (run_dir / "full").exists() and not (run_dir / "no_long_term").exists()  # nothing trained
     table = (run_dir / "test-time-start.md").read_text()
     assert "| no_long_term | long-term matching |" in table and table in capsys.readouterr().out
+    # At another internal size (the product's, say), into files of their own.
+    sized_args = ["--config", str(config), "--test-time-only", str(weights), "--threads", "1", "--internal-size", "48"]
+    assert main(sized_args) == 0
+    sized = json.loads((run_dir / "test-time-start-48.json").read_text())
+    assert sized["internal_size"] == 48 and report["internal_size"] == 64
+    assert "internal size 48" in (run_dir / "test-time-start-48.md").read_text()

@@ -5,9 +5,10 @@ import torch
 
 from ros2_ttvos.model import TTVOS, TTVOSConfig, ttvos_losses
 from ros2_ttvos.model.backbone import STAGE_CHANNELS, LiteBackbone
+from ros2_ttvos.model.confidence import AREA_RATE
 from ros2_ttvos.model.layers import conv_part, coordinate_channels
 from ros2_ttvos.model.recurrent import ClipRunner
-from ros2_ttvos.model.streaming import AREA_RATE, ObjectEncoder, TrackingStep
+from ros2_ttvos.model.streaming import ObjectEncoder, TrackingStep
 
 
 def test_fixed_padding_matches_the_package_static_padding():
@@ -156,6 +157,11 @@ def test_simulated_losses_feed_empty_masks_forward_and_keep_the_long_term_templa
     always = ClipRunner(net, lose_rate=1.0)(frames, first)
     del net.update_state
     assert len(gates) == 3 and all(not gate.any() for gate in gates)  # no long-term update for a lost object
+    gates.clear()
+    net.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
+    ClipRunner(net, lose_rate=1.0, lost_threshold=0.5)(frames, first)  # judged lost too: confidence 0
+    del net.update_state
+    assert len(gates) == 3 and all(not gate.any() for gate in gates)
     # Frame 1's reference is the given mask; every later one is the empty mask of a loss.
     assert always["prev_heat"][:, 0, :, 1].amax() == 1.0
     assert torch.all(always["prev_heat"][:, 1:, :, 1] == 0) and torch.all(always["prev_heat"][:, 1:, :, 0] == 1)
@@ -168,3 +174,36 @@ def test_simulated_losses_feed_empty_masks_forward_and_keep_the_long_term_templa
         kept = torch.zeros_like(first[:1])
         held = net.update_state(feats, state, out.weight, kept, torch.tensor([False]))
     assert torch.equal(held.lt, state.lt) and torch.equal(held.updates, state.updates)
+
+
+def test_training_judges_an_object_lost_as_the_tracker_does(network):
+    """With ``lost_threshold``, the training forward keeps the long-term template of exactly the
+    objects, on exactly the frames, that the tracker's step (same threshold) keeps it for."""
+    torch.manual_seed(1)
+    image, mask = two_box_objects()
+    frames = torch.cat([image, torch.rand(4, 3, 96, 160) * 255]).unsqueeze(0)  # (1, 5, 3, H, W)
+    gates = []
+    update_state = network.update_state
+    network.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
+    try:
+        with torch.no_grad():
+            *state, area = ObjectEncoder(network)(frames[:, 0], mask)
+            first = TrackingStep(network)(frames[:, 1], *state, area, torch.tensor(0.0), torch.tensor(0.0))
+            low, high = sorted(first[1].tolist())
+            threshold = (low + high) / 2  # frame 1: one object confident, the other lost
+            gates.clear()
+            for index in range(1, 5):
+                _, _, _, *state, area = TrackingStep(network)(
+                    frames[:, index], *state, area, torch.tensor(threshold), torch.tensor(0.0)
+                )
+            tracker_gates = [g.clone() for g in gates]
+            gates.clear()
+            ClipRunner(network, lost_threshold=threshold).eval()(frames, mask[:, 0].unsqueeze(0))
+            training_gates = list(gates)
+            gates.clear()
+            ClipRunner(network).eval()(frames, mask[:, 0].unsqueeze(0))
+    finally:
+        del network.update_state
+    assert tracker_gates[0].sum() == 1  # the frame chosen so: one kept, one updated
+    assert [g.tolist() for g in training_gates] == [g.tolist() for g in tracker_gates]
+    assert gates == [None] * 4  # without a threshold every frame updates every object, as before

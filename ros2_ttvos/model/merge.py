@@ -44,9 +44,9 @@ def merge_objects(foreground: torch.Tensor) -> torch.Tensor:
 
 
 def assign_slots(foreground: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) foreground probabilities -> (H, W) int64: 0 = background, k = the k-th object.
+    """(..., N, H, W) foreground probabilities -> (..., H, W) int64: 0 = background, k = the k-th object.
 
     The argmax of ``soft_aggregate``: odds grow with the probability and share one normaliser,
     so the winner is the most probable of the clamped probabilities and the background.
     """
-    return _classes(foreground).max(dim=0).indices
+    return _classes(foreground).max(dim=-3).indices

@@ -13,11 +13,10 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from ros2_ttvos.model.confidence import follow_area, object_confidence
 from ros2_ttvos.model.merge import assign_slots, merge_objects
 from ros2_ttvos.model.search_region import search_region
 from ros2_ttvos.model.ttvos import TTVOS, TemplateState
-
-AREA_RATE = 0.2  # how fast an object's usual area follows its confident frames
 
 
 class ObjectEncoder(nn.Module):
@@ -43,11 +42,8 @@ class TrackingStep(nn.Module):
     Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,); foreground
     (N, H, W) (each object's own probability in its search region, before the merge); then the new hist, st, lt,
     updates, area. Each object's next state comes from its share after the merge
-    (``merge_objects``), so that two objects cannot both claim the same pixels.
-
-    confidence = mean merged probability over the object's pixels x presence, where presence
-    = the object's share of the frame over its usual share (``area``), at most 1. The network
-    tends to keep a small, sure blob where a hidden object was; presence makes that read as lost.
+    (``merge_objects``), so that two objects cannot both claim the same pixels. The confidence
+    and when an object counts as lost: ``model.confidence``.
     """
 
     def __init__(self, model: TTVOS):
@@ -66,17 +62,11 @@ class TrackingStep(nn.Module):
             foreground = foreground * (search * region + (1.0 - search))
         slots = assign_slots(foreground)
         kept = merge_objects(foreground)  # what each object keeps of the frame: its next state
-        ids = torch.arange(1, foreground.shape[0] + 1, device=image.device).view(-1, 1, 1)
-        mine = (slots.unsqueeze(0) == ids).to(foreground.dtype)
-        pixels = mine.sum(dim=(1, 2))
-        sureness = (kept * mine).sum(dim=(1, 2)) / pixels.clamp(min=1.0)
-        share = mine.mean(dim=(1, 2))
-        presence = (share / area.clamp(min=1e-6)).clamp(max=1.0)
-        confidence = sureness * presence
+        confidence, share = object_confidence(slots, kept, area)
         confident = confidence >= threshold
         new_state = self.model.update_state(feats, state, out.weight, kept.unsqueeze(1), confident)
         keep = (~confident & (hold_state > 0.5)).view(-1, 1, 1, 1)
         hist = torch.where(keep, state.hist, new_state.hist)
         st = torch.where(keep, state.st, new_state.st)
-        new_area = torch.where(confident, area + AREA_RATE * (share - area), area)
+        new_area = follow_area(area, share, confident)
         return (slots, confidence, foreground, hist, st, new_state.lt, new_state.updates, new_area)
