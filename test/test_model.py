@@ -1,5 +1,7 @@
 """The TTVOS network: backbone padding, shapes, batching over objects, fixed-size state."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -145,22 +147,29 @@ def test_long_term_branches_split_into_frame_and_history_parts_exactly(network):
         assert torch.allclose(network._branch(name[3:], feats, hist), branch(clue), atol=1e-4), name
 
 
+@contextmanager
+def long_term_gates(net):
+    """Records the ``update_long_term`` argument of every ``net.update_state`` call (None: all update)."""
+    gates = []
+    update_state = net.update_state
+    net.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
+    try:
+        yield gates
+    finally:
+        del net.update_state
+
+
 def test_simulated_losses_feed_empty_masks_forward_and_keep_the_long_term_template():
     torch.manual_seed(0)
     net = TTVOS(pretrained_backbone=False)
     frames = torch.rand(2, 4, 3, 64, 96) * 255
     first = torch.zeros(2, 1, 64, 96)
     first[:, :, 16:48, 24:72] = 1
-    gates = []
-    update_state = net.update_state
-    net.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
-    always = ClipRunner(net, lose_rate=1.0)(frames, first)
-    del net.update_state
+    with long_term_gates(net) as gates:
+        always = ClipRunner(net, lose_rate=1.0)(frames, first)
     assert len(gates) == 3 and all(not gate.any() for gate in gates)  # no long-term update for a lost object
-    gates.clear()
-    net.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
-    ClipRunner(net, lose_rate=1.0, lost_threshold=0.5)(frames, first)  # judged lost too: confidence 0
-    del net.update_state
+    with long_term_gates(net) as gates:
+        ClipRunner(net, lose_rate=1.0, lost_threshold=0.5)(frames, first)  # judged lost too: confidence 0
     assert len(gates) == 3 and all(not gate.any() for gate in gates)
     # Frame 1's reference is the given mask; every later one is the empty mask of a loss.
     assert always["prev_heat"][:, 0, :, 1].amax() == 1.0
@@ -182,28 +191,20 @@ def test_training_judges_an_object_lost_as_the_tracker_does(network):
     torch.manual_seed(1)
     image, mask = two_box_objects()
     frames = torch.cat([image, torch.rand(4, 3, 96, 160) * 255]).unsqueeze(0)  # (1, 5, 3, H, W)
-    gates = []
-    update_state = network.update_state
-    network.update_state = lambda *args: gates.append(args[4]) or update_state(*args)
-    try:
-        with torch.no_grad():
-            *state, area = ObjectEncoder(network)(frames[:, 0], mask)
-            first = TrackingStep(network)(frames[:, 1], *state, area, torch.tensor(0.0), torch.tensor(0.0))
-            low, high = sorted(first[1].tolist())
-            threshold = (low + high) / 2  # frame 1: one object confident, the other lost
-            gates.clear()
+    with torch.no_grad():
+        *state, area = ObjectEncoder(network)(frames[:, 0], mask)
+        first = TrackingStep(network)(frames[:, 1], *state, area, torch.tensor(0.0), torch.tensor(0.0))
+        low, high = sorted(first[1].tolist())
+        threshold = (low + high) / 2  # frame 1: one object confident, the other lost
+        with long_term_gates(network) as tracker_gates:
             for index in range(1, 5):
                 _, _, _, *state, area = TrackingStep(network)(
                     frames[:, index], *state, area, torch.tensor(threshold), torch.tensor(0.0)
                 )
-            tracker_gates = [g.clone() for g in gates]
-            gates.clear()
+        with long_term_gates(network) as training_gates:
             ClipRunner(network, lost_threshold=threshold).eval()(frames, mask[:, 0].unsqueeze(0))
-            training_gates = list(gates)
-            gates.clear()
+        with long_term_gates(network) as ungated:
             ClipRunner(network).eval()(frames, mask[:, 0].unsqueeze(0))
-    finally:
-        del network.update_state
     assert tracker_gates[0].sum() == 1  # the frame chosen so: one kept, one updated
     assert [g.tolist() for g in training_gates] == [g.tolist() for g in tracker_gates]
-    assert gates == [None] * 4  # without a threshold every frame updates every object, as before
+    assert ungated == [None] * 4  # without a threshold every frame updates every object, as before
