@@ -92,12 +92,11 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
-        lose_rate, lost_threshold = float(config.get("lose_rate", 0.0)), float(config.get("lost_threshold", 0.0))
-        self.runner = ClipRunner(self.model, lose_rate, lost_threshold)
-        LOG.info("simulated losses: %.2f of (object, frame) pairs; lost below %.2f", lose_rate, lost_threshold)
+        self.clip_runner = self.runner = ClipRunner(self.model)
+        self.simulated_losses: Optional[Tuple[float, float]] = None  # set per stage (_optimizer_step)
         if self.ranks.world > 1:  # averages the gradients of the ranks' batches
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.runner = torch.nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
+            self.runner = torch.nn.parallel.DistributedDataParallel(self.clip_runner, device_ids=ids)
         self.step = 0
         self.average = WeightAverage(self.model) if config.get("average_half_life") else None
         data = config["data"]
@@ -251,6 +250,11 @@ class Trainer:
 
     def _optimizer_step(self, stage: Dict[str, Any]) -> Dict[str, float]:
         self.model.train()
+        simulated = tuple(float(stage.get(key, self.config.get(key, 0.0))) for key in ("lose_rate", "lost_threshold"))
+        if simulated != self.simulated_losses:  # the run's settings, or the stage's own
+            self.simulated_losses = simulated
+            self.clip_runner.lose_rate, self.clip_runner.lost_threshold = simulated
+            LOG.info("%s: simulated losses %.2f of (object, frame) pairs; lost below %.2f", stage["name"], *simulated)
         following = self.stage(self.step + stage["counts"])
         batch = self.batches.get(stage, self.step, following, self.step + stage["counts"])
         frames, labels, first = self._tensors(batch)

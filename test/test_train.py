@@ -102,6 +102,25 @@ def test_a_stage_can_draw_its_clip_length_from_a_range(tiny_config):
     assert len(rows) == 3 and all(float(r["frames_per_s"]) > 0 for r in rows)
 
 
+def test_a_stage_can_set_its_own_simulated_losses(tiny_config, caplog):
+    """``lose_rate`` and ``lost_threshold`` are the run's unless a stage sets its own; the trainer
+    says which it trains with whenever they change."""
+    first, second = ({**stage, "steps": 1} for stage in tiny_config["stages"][:2])
+    config = {**tiny_config, "lose_rate": 0.05, "stages": [first, {**second, "lost_threshold": 0.5}]}
+    caplog.set_level("INFO", logger="ttvos-train")
+    trainer = Trainer(config)
+    seen = []
+    for _ in range(2):
+        trainer.train_step()
+        seen.append((trainer.clip_runner.lose_rate, trainer.clip_runner.lost_threshold))
+    assert seen == [(0.05, 0.0), (0.05, 0.5)]
+    said = [r.getMessage() for r in caplog.records if "simulated losses" in r.getMessage()]
+    assert said == [
+        f"{first['name']}: simulated losses 0.05 of (object, frame) pairs; lost below 0.00",
+        f"{second['name']}: simulated losses 0.05 of (object, frame) pairs; lost below 0.50",
+    ]
+
+
 def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_config):
     stage = {**tiny_config["stages"][0], "objects": [2, 3], "frames": 4}
     ahead = Trainer(tiny_config).batches
