@@ -58,7 +58,8 @@ def test_factorization_at_full_rank_is_exact(network):
         outputs[-1][:3] for outputs in (run_steps(network), run_steps(factored))
     )
     assert torch.allclose(foreground, foreground_f, atol=1e-4)
-    assert torch.equal(slots[decided(foreground)], slots_f[decided(foreground)])
+    sure = decided(foreground)
+    assert torch.equal(slots[sure], slots_f[sure])
 
 
 def test_factorized_network_costs_less_per_object_and_tracks(network):
@@ -159,7 +160,8 @@ def test_narrowing_keeps_what_the_kept_channels_compute():
     encoded, *steps = zip(run_steps(narrowed), run_steps(wide), strict=True)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*encoded, strict=True))
     for (slots, *rest, area), (slots_w, *rest_w, area_w) in steps:
-        assert torch.equal(slots[decided(rest[1])], slots_w[decided(rest[1])])  # rest[1]: foreground
+        sure = decided(rest[1])  # rest[1]: foreground
+        assert torch.equal(slots[sure], slots_w[sure])
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(rest, rest_w, strict=True))
         assert torch.allclose(area, area_w, atol=1e-3)  # shares of the labels (near-ties)
 
