@@ -72,7 +72,8 @@ def switched_tracker(payload: Dict[str, Any], overrides: Dict[str, Any], interna
 
 def test_time_only(init_weights: Path, overrides: Dict[str, Any], sequences, internal_size: int) -> Dict[str, float]:
     """Hold-out scores of the initial weights with the variant's switches set at test time only."""
-    return evaluate_sequences(switched_tracker(checkpoint.load(init_weights), overrides, internal_size), sequences)
+    tracker = switched_tracker(checkpoint.load(init_weights), overrides, internal_size)
+    return evaluate_sequences(tracker, sequences, desc="test-time hold-out")
 
 
 def test_time_report(weights: Path, ablation: Dict[str, Any], holdout, multi, internal_size: int) -> Dict[str, Any]:
@@ -84,9 +85,10 @@ def test_time_report(weights: Path, ablation: Dict[str, Any], holdout, multi, in
     for name, variant in switches.items():
         LOG.info("test-time switch %s", name)
         tracker = switched_tracker(payload, variant.get("model", {}), internal_size)
-        row = {"description": variant.get("description", ""), "holdout": evaluate_sequences(tracker, holdout)}
+        holdout_scores = evaluate_sequences(tracker, holdout, desc=f"{name}: hold-out")
+        row = {"description": variant.get("description", ""), "holdout": holdout_scores}
         if multi:
-            row["multi"] = evaluate_sequences(tracker, multi)
+            row["multi"] = evaluate_sequences(tracker, multi, desc=f"{name}: multi-object")
         rows[name] = row
     return {"weights": str(weights), "step": payload.get("step"), "internal_size": internal_size,
             "git_commit": git_commit(), "switches": rows}  # fmt: skip

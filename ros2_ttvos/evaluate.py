@@ -145,15 +145,21 @@ def summarise(
 
 
 def evaluate_sequences(
-    tracker: Tracker, sequences: List[DavisSequence], between: Optional[Callable[[], Any]] = None
+    tracker: Tracker,
+    sequences: List[DavisSequence],
+    between: Optional[Callable[[], Any]] = None,
+    desc: Optional[str] = None,
 ) -> Dict[str, float]:
     """Track and score ``sequences``; returns the dataset statistics (hold-out model selection).
-    ``between`` is called after each sequence (the trainer adjusts its threads there)."""
+    ``between`` is called after each sequence (the trainer adjusts its threads there); with
+    ``desc``, a progress bar of that name counts the frames."""
     runs = []
-    for sequence in sequences:
-        runs.append(track_sequence(tracker, sequence))
-        if between is not None:
-            between()
+    total = sum(len(s) for s in sequences)
+    with tqdm(total=total, desc=desc, unit="frame", disable=desc is None) as progress:
+        for sequence in sequences:
+            runs.append(track_sequence(tracker, sequence, progress))
+            if between is not None:
+                between()
     return summarise(
         [metrics.sequence_scores(r.labels, r.truth, r.object_ids) for r in runs],
         [metrics.frame_failures(r.labels, r.truth, r.object_ids) for r in runs],

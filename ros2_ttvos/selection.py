@@ -61,10 +61,10 @@ class HoldoutSelection:
         tracker = Tracker.from_model(
             model, self.device, internal_size=protocol["internal_size"], search_region=protocol["search_region"]
         )
-        scores = evaluate_sequences(tracker, self.holdout, self.between)
+        scores = evaluate_sequences(tracker, self.holdout, self.between, desc="check: hold-out")
         scores["selection"] = scores["JF_mean"]
         if self.multi_holdout:
-            multi = evaluate_sequences(tracker, self.multi_holdout, self.between)
+            multi = evaluate_sequences(tracker, self.multi_holdout, self.between, desc="check: multi-object")
             scores.update({f"multi_{key}": multi[key] for key in MULTI_FAILURE_RATES})
             scores["multi_JF"] = multi["JF_mean"]
             scores["selection"] = (scores["JF_mean"] + multi["JF_mean"]) / 2
