@@ -87,6 +87,29 @@ class HoldoutSelection:
         self.offer(model, scores, step, weights)
         return scores
 
+    def log_row(
+        self,
+        model: torch.nn.Module,
+        weights: str,
+        stage: Dict[str, Any],
+        step: int,
+        trained: Optional[torch.nn.Module] = None,
+    ) -> Dict[str, Any]:
+        """A check's log columns: ``check`` of ``model`` (``weights`` names it) and, given the
+        ``trained`` weights beside their average, their scores too (``raw_*``; best.pt may keep
+        either)."""
+        scores = self.check(model, stage, step, weights)
+        row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
+        kept_keys = ("multi_JF", *(f"multi_{rate}" for rate in MULTI_FAILURE_RATES), "selection")
+        row.update({key: scores[key] for key in kept_keys if key in scores})
+        if trained is not None:
+            raw = self.scores(trained, self.protocol(stage))
+            self.offer(trained, raw, step, "trained")
+            row.update(
+                raw_holdout_JF=raw["JF_mean"], raw_multi_JF=raw.get("multi_JF", ""), raw_selection=raw["selection"]
+            )
+        return row
+
     def offer(self, model: torch.nn.Module, scores: Dict[str, float], step: int, weights: str) -> None:
         """Keep ``model`` as ``best.pt`` when its ``scores``, measured by this check's protocol,
         beat the best so far (a second candidate of the same check: the trained weights beside

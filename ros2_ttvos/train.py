@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ros2_ttvos import checkpoint, distributed
 from ros2_ttvos.backends import resolve_torch_device
 from ros2_ttvos.core_share import CoreShare
-from ros2_ttvos.data.batches import BatchSampler, Prefetcher
+from ros2_ttvos.data.batches import BatchSampler, Prefetcher, batch_tensors
 from ros2_ttvos.data.training_sets import multi_holdout, training_sets
 from ros2_ttvos.evaluate import git_commit
 from ros2_ttvos.init_weights import init_backbone, initial_weights
@@ -42,7 +42,8 @@ from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.run_lock import RunDirInUseError, hold_run_dir
 from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
-from ros2_ttvos.selection import MULTI_FAILURE_RATES, HoldoutSelection
+from ros2_ttvos.selection import HoldoutSelection
+from ros2_ttvos.trainable import adam_over_trained, stage_backbone_blocks, train_backbone_blocks
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
 from ros2_ttvos.visualize import plot_run, plot_runs_compared
 from ros2_ttvos.weight_average import WeightAverage
@@ -90,13 +91,10 @@ class Trainer:
             self.model.load_state_dict(initial_weights(self.model, config["init_weights"]))
         if config.get("channels_last", True):  # faster on the CPU in both precisions (ttvos-bench --train)
             self.model.to(memory_format=torch.channels_last)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=config["stages"][0]["lr"])
-        self.clip_runner = self.runner = ClipRunner(self.model)
+        self.optimizer = adam_over_trained(self.model, config["stages"][0]["lr"])
+        self.clip_runner = ClipRunner(self.model)
+        self.runner = self._ranks_runner()
         self.simulated_losses: Optional[Tuple[float, float]] = None  # set per stage (_optimizer_step)
-        if self.ranks.world > 1:  # averages the gradients of the ranks' batches
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.runner = torch.nn.parallel.DistributedDataParallel(self.clip_runner, device_ids=ids)
         self.step = 0
         self.average = WeightAverage(self.model) if config.get("average_half_life") else None
         data = config["data"]
@@ -116,6 +114,23 @@ class Trainer:
         between = self.core_share.update if self.core_share is not None else None  # threads, during checks too
         self.selection = HoldoutSelection(config, self.run_dir, self.device, self.holdout, multi, between)
 
+    def _ranks_runner(self) -> torch.nn.Module:
+        """The clip runner, wrapped to average the gradients of the ranks' batches when there are several."""
+        if self.ranks.world == 1:
+            return self.clip_runner
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(self.clip_runner, device_ids=ids)
+
+    def _train_backbone_blocks(self, count: int) -> None:
+        """Train the backbone's last ``count`` blocks from now on (trainable.py), if it trains others."""
+        if count == self.model.backbone.trainable_blocks:
+            return
+        self.optimizer = train_backbone_blocks(self.model, count, self.optimizer)
+        if self.average is not None:
+            self.average.follow(self.model)
+        self.runner = self._ranks_runner()  # DDP hooks the parameters that train
+        LOG.info("step %d: the backbone trains its last %d blocks", self.step, count)
+
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> Dict[str, Any]:
         averaged = {"average": self.average.weights} if self.average is not None else {}
@@ -126,6 +141,7 @@ class Trainer:
             best_jf=self.selection.best_jf,
             best_protocol=self.selection.best_protocol,
             torch_rng=torch.get_rng_state(),
+            trainable_backbone_blocks=self.model.backbone.trainable_blocks,  # what the optimizer state is of
             train_config=self.config,
             git_commit=git_commit(),
             **averaged,
@@ -173,6 +189,8 @@ class Trainer:
             try:
                 payload = checkpoint.load(path)
                 self.model.load_state_dict(payload["model"])
+                blocks = payload.get("trainable_backbone_blocks", self.model.config.trainable_backbone_blocks)
+                self._train_backbone_blocks(int(blocks))
                 self.optimizer.load_state_dict(payload["optimizer"])
             except (checkpoint.CheckpointError, KeyError, RuntimeError, ValueError) as error:
                 LOG.error("cannot resume from %s: %s; trying the previous checkpoint", path, error)
@@ -212,14 +230,6 @@ class Trainer:
             append_row(self.run_dir / "log.csv", LOG_FIELDS, row)
 
     # --- training ------------------------------------------------------------------------------
-    def _tensors(self, batch):
-        frames, labels = (torch.from_numpy(array).to(self.device) for array in batch)
-        frames = frames.permute(0, 1, 4, 2, 3).float()
-        labels = labels.long()
-        targets = int(labels[:, 0].max())
-        first = torch.stack([(labels[:, 0] == k).float() for k in range(1, targets + 1)], dim=1)
-        return frames, labels, first
-
     def stage(self, step: int) -> Optional[Dict[str, Any]]:
         """The stage of ``step`` as this machine trains it: with ``batch_scale: k`` (a GPU takes
         larger batches) one optimizer step trains k of the stage's batches at once, so it counts as
@@ -255,9 +265,10 @@ class Trainer:
             self.simulated_losses = simulated
             self.clip_runner.lose_rate, self.clip_runner.lost_threshold = simulated
             LOG.info("%s: simulated losses %.2f of (object, frame) pairs; lost below %.2f", stage["name"], *simulated)
+        self._train_backbone_blocks(stage_backbone_blocks(self.model, stage))
         following = self.stage(self.step + stage["counts"])
         batch = self.batches.get(stage, self.step, following, self.step + stage["counts"])
-        frames, labels, first = self._tensors(batch)
+        frames, labels, first = batch_tensors(batch, self.device)
         # Adam's square-root rule: a batch k times larger takes a learning rate sqrt(k) times larger.
         lr = learning_rate(self.config, self.step) * math.sqrt(stage["counts"])
         for group in self.optimizer.param_groups:
@@ -281,18 +292,12 @@ class Trainer:
     def holdout_check(self, stage: Dict[str, Any]) -> Dict[str, float]:
         """The hold-out check's log columns: the scores of the weights the run keeps (the moving
         average's, when on), and of the trained weights too with ``holdout_compare_raw``."""
-        kept = self.average.averaged(self.model) if self.average is not None else self.model
-        scores = self.selection.check(kept, stage, self.step, "average" if self.average is not None else "trained")
-        row = {"holdout_J": scores["J_mean"], "holdout_F": scores["F_mean"], "holdout_JF": scores["JF_mean"]}
-        kept_keys = ("multi_JF", *(f"multi_{rate}" for rate in MULTI_FAILURE_RATES), "selection")
-        row.update({key: scores[key] for key in kept_keys if key in scores})
-        if self.average is not None and stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False)):
-            raw = self.selection.scores(self.model, self.selection.protocol(stage))
-            self.selection.offer(self.model, raw, self.step, "trained")  # best.pt may keep either
-            row.update(
-                raw_holdout_JF=raw["JF_mean"], raw_multi_JF=raw.get("multi_JF", ""), raw_selection=raw["selection"]
-            )
-        return row
+        if self.average is None:
+            return self.selection.log_row(self.model, "trained", stage, self.step)
+        raw = stage.get("holdout_compare_raw", self.config.get("holdout_compare_raw", False))
+        return self.selection.log_row(
+            self.average.averaged(self.model), "average", stage, self.step, self.model if raw else None
+        )
 
     def request_stop(self, signum, frame) -> None:
         LOG.warning("signal %d: saving a checkpoint and stopping", signum)

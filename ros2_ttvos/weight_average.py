@@ -26,6 +26,17 @@ class WeightAverage:
         self.weights: Dict[str, torch.Tensor] = {name: state[name].detach().clone() for name in trained}
         self.frozen = {name for name, value in state.items() if value.is_floating_point()} - trained
 
+    def follow(self, model: torch.nn.Module) -> None:
+        """Average what ``model`` trains now (a stage changed it): entries it takes in start at
+        their current values, entries it no longer trains are the network's again."""
+        trained = trained_entries(model)
+        state = model.state_dict()
+        for name in set(self.weights) - trained:
+            del self.weights[name]
+        for name in trained - set(self.weights):
+            self.weights[name] = state[name].detach().clone()
+        self.frozen = {name for name, value in state.items() if value.is_floating_point()} - trained
+
     def update(self, model: torch.nn.Module, steps: int, half_life: float) -> None:
         """Move the average towards ``model``'s weights by ``steps`` schedule steps; a
         ``half_life`` of 0 or less makes it equal to them."""

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from ros2_ttvos.data.clips import DAVIS_ZOOM, DavisClips, StillImages, synthetic_clip
 from ros2_ttvos.data.composite import cut_out_sampler, multi_object_clip
@@ -123,3 +124,14 @@ class Prefetcher:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.sampler.close()
+
+
+def batch_tensors(batch: Tuple[np.ndarray, np.ndarray], device: torch.device):
+    """A batch as the network takes it: frames (B, T, 3, H, W) float, labels (B, T, H, W) long,
+    and the first frame's mask of every target (B, K, H, W) float."""
+    frames, labels = (torch.from_numpy(array).to(device) for array in batch)
+    frames = frames.permute(0, 1, 4, 2, 3).float()
+    labels = labels.long()
+    targets = int(labels[:, 0].max())
+    first = torch.stack([(labels[:, 0] == k).float() for k in range(1, targets + 1)], dim=1)
+    return frames, labels, first

@@ -30,8 +30,8 @@ VARIANTS = {
 }
 DEFAULT_VARIANT = "efficientnet-lite0"
 STAGE_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
-# The stride 2 / 4 / 8 / 16 features come from blocks that no checkpoint trains (only the last
-# block does): the box head (model/box_head.py) reads them.
+# The stride 2 / 4 / 8 / 16 features come from blocks that no checkpoint trains (only stride-32
+# blocks may train): the box head (model/box_head.py) reads them.
 FROZEN_STAGE_CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112}
 
 PIXEL_MEAN = 127.0
@@ -84,7 +84,14 @@ class LiteBackbone(nn.Module):
         self.set_trainable_blocks(trainable_blocks)
 
     def set_trainable_blocks(self, count: int) -> None:
-        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too)."""
+        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too).
+        At most the stride-32 blocks: the ones before them stay as the box head knows them."""
+        most = len(self.blocks) - self.stage_ends[16] - 1
+        if not 0 <= count <= most:
+            raise ValueError(
+                f"trainable backbone blocks must be 0 to {most} (the stride-32 blocks of {self.variant}): "
+                f"the blocks before them are the frozen trunk the box head reads; got {count}"
+            )
         self.trainable_blocks = count
         for p in self.parameters():
             p.requires_grad_(False)
