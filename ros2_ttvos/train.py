@@ -43,7 +43,7 @@ from ros2_ttvos.run_lock import RunDirInUseError, hold_run_dir
 from ros2_ttvos.run_log import append_row, truncate_rows
 from ros2_ttvos.schedule import cpu_has_native_bf16, learning_rate, load_config, resolve_precision, stage_at
 from ros2_ttvos.selection import HoldoutSelection
-from ros2_ttvos.trainable import adam_over_trained, stage_backbone_blocks, train_backbone_blocks
+from ros2_ttvos.trainable import adam_over_trained, check_stages, stage_backbone_blocks, train_backbone_blocks
 from ros2_ttvos.travel import merge_travel, travel_step, write_travel
 from ros2_ttvos.visualize import plot_run, plot_runs_compared
 from ros2_ttvos.weight_average import WeightAverage
@@ -91,6 +91,7 @@ class Trainer:
             self.model.load_state_dict(initial_weights(self.model, config["init_weights"]))
         if config.get("channels_last", True):  # faster on the CPU in both precisions (ttvos-bench --train)
             self.model.to(memory_format=torch.channels_last)
+        check_stages(self.model, config["stages"])
         self.optimizer = adam_over_trained(self.model, config["stages"][0]["lr"])
         self.clip_runner = ClipRunner(self.model)
         self.runner = self._ranks_runner()

@@ -11,7 +11,7 @@ checkpoint records the count its optimizer state belongs to, so that a resumed r
 same optimizer before loading that state.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -22,6 +22,19 @@ def stage_backbone_blocks(model: TTVOS, stage: Dict[str, Any]) -> int:
     """How many of the backbone's last blocks ``stage`` trains (the network's own count unless
     the stage sets one)."""
     return int(stage.get("trainable_backbone_blocks", model.config.trainable_backbone_blocks))
+
+
+def check_stages(model: TTVOS, stages: List[Dict[str, Any]]) -> None:
+    """ValueError naming the first stage whose ``trainable_backbone_blocks`` the backbone refuses,
+    so that a run fails when it starts, not when it reaches that stage."""
+    most = model.backbone.most_trainable_blocks
+    for stage in stages:
+        count = stage_backbone_blocks(model, stage)
+        if not 0 <= count <= most:
+            raise ValueError(
+                f"stage {stage['name']!r}: trainable_backbone_blocks must be 0 to {most}, the stride-32 blocks "
+                f"of {model.backbone.variant} (the blocks before them are the box head's frozen trunk); got {count}"
+            )
 
 
 def adam_over_trained(model: TTVOS, lr: float, previous: Optional[torch.optim.Optimizer] = None) -> torch.optim.Adam:

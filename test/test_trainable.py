@@ -59,11 +59,15 @@ def test_a_run_resumed_after_the_switch_reaches_the_same_state(tiny_config, tmp_
         assert torch.allclose(value.float(), second.average.weights[name].float(), atol=1e-6), name
 
 
-def test_blocks_before_stride_32_cannot_be_trained():
+def test_blocks_before_stride_32_cannot_be_trained(tiny_config):
     model = TTVOS(TTVOSConfig(), pretrained_backbone=False)
     model.backbone.set_trainable_blocks(5)  # Lite0's whole stride-32 stage
     with pytest.raises(ValueError, match="box head"):
         model.backbone.set_trainable_blocks(6)
+    first, second = tiny_config["stages"]
+    config = {**tiny_config, "stages": [first, {**second, "trainable_backbone_blocks": 6}]}
+    with pytest.raises(ValueError, match="stage 'main': trainable_backbone_blocks must be 0 to 5"):
+        Trainer(config)  # refused when the run starts, not at the stage
 
 
 def test_the_average_takes_in_new_entries_at_their_values_and_lets_go_of_others():

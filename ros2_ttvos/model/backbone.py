@@ -83,10 +83,15 @@ class LiteBackbone(nn.Module):
         self.register_buffer("std", torch.tensor(PIXEL_STD), persistent=False)
         self.set_trainable_blocks(trainable_blocks)
 
+    @property
+    def most_trainable_blocks(self) -> int:
+        """The stride-32 blocks: the ones before them stay as the box head knows them."""
+        return len(self.blocks) - self.stage_ends[16] - 1
+
     def set_trainable_blocks(self, count: int) -> None:
-        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too).
-        At most the stride-32 blocks: the ones before them stay as the box head knows them."""
-        most = len(self.blocks) - self.stage_ends[16] - 1
+        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too),
+        at most ``most_trainable_blocks``."""
+        most = self.most_trainable_blocks
         if not 0 <= count <= most:
             raise ValueError(
                 f"trainable backbone blocks must be 0 to {most} (the stride-32 blocks of {self.variant}): "
