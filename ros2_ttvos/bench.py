@@ -125,16 +125,22 @@ def train_speed(args) -> int:
     rows = []
     for objects in (1, 2):
         rows += training_speed(model, device, default_cases(device), objects=objects)
-    print(f"\n{'device':7} {'precision':9} {'layout':13} {'objects':>7} {'step s':>7} {'frames/s':>9} {'vs fp32':>8}")
+    print(
+        f"\n{'device':7} {'precision':9} {'layout':13} {'blocks':>6} {'objects':>7} {'step s':>7} {'frames/s':>9} "
+        f"{'vs fp32':>8}"
+    )
     for row in rows:
         reference = next(
-            r for r in rows if r["objects"] == row["objects"] and r["precision"] == "fp32" and not r["channels_last"]
-        )
+            r
+            for r in rows
+            if r["objects"] == row["objects"] and r["precision"] == "fp32" and not r["channels_last"]
+            and r["trained_blocks"] == 1
+        )  # fmt: skip
         row["speed_vs_fp32"] = round(row["frames_per_s"] / reference["frames_per_s"], 2)
         layout = "channels_last" if row["channels_last"] else "contiguous"
         print(
-            f"{row['device']:7} {row['precision']:9} {layout:13} {row['objects']:>7} {row['step_s']:>7.2f} "
-            f"{row['frames_per_s']:>9.2f} {row['speed_vs_fp32']:>7.2f}x"
+            f"{row['device']:7} {row['precision']:9} {layout:13} {row['trained_blocks']:>6} {row['objects']:>7} "
+            f"{row['step_s']:>7.2f} {row['frames_per_s']:>9.2f} {row['speed_vs_fp32']:>7.2f}x"
         )
     update_results(args.out, {"train": {"git_commit": git_commit(), "threads": args.threads, "rows": rows}})
     return 0

@@ -1,6 +1,7 @@
 """Training throughput, ``ttvos-bench --train``: frames per second of one training step (clips
-run recurrently, the three losses, backward, Adam) per precision and memory layout, timed in
-turns on the same batch so that the ratios hold on a noisy machine. ``ttvos-bench
+run recurrently, the three losses, backward, Adam) per precision, memory layout and number of
+trained backbone blocks, timed in turns on the same batch so that the ratios hold on a noisy
+machine. ``ttvos-bench
 --train-threads``: the same step on 2 threads under each OpenMP wait policy, and on 1 thread."""
 
 import json
@@ -17,7 +18,7 @@ from ros2_ttvos.model import TTVOS, ttvos_losses
 from ros2_ttvos.model.recurrent import ClipRunner
 from ros2_ttvos.schedule import cpu_has_native_bf16
 
-Case = Tuple[str, bool]  # (precision, channels_last)
+Case = Tuple[str, bool, int]  # (precision, channels_last, trained backbone blocks)
 
 
 def _batch(clips: int, frames: int, size: Tuple[int, int], objects: int, device: torch.device):
@@ -48,11 +49,14 @@ def training_speed(
     images, labels, first = _batch(clips, frames, size, objects, device)
     model = model.to(device).train()
     runner = ClipRunner(model)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    model.backbone.set_trainable_blocks(max(blocks for _, _, blocks in cases))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)  # skips grad None
     seconds: Dict[Case, List[float]] = {case: [] for case in cases}
 
     def step(case: Case) -> float:
-        precision, channels_last = case
+        precision, channels_last, blocks = case
+        model.backbone.set_trainable_blocks(blocks)
+        model.backbone.train()  # normalisation statistics as training has them
         model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -71,11 +75,11 @@ def training_speed(
         for case in cases:
             seconds[case].append(step(case))
     rows = []
-    for (precision, channels_last), times in seconds.items():
+    for (precision, channels_last, blocks), times in seconds.items():
         median = statistics.median(times)
         rows.append(
             {
-                "device": str(device), "precision": precision, "channels_last": channels_last,
+                "device": str(device), "precision": precision, "channels_last": channels_last, "trained_blocks": blocks,
                 "clips": clips, "frames": frames, "size": list(size), "objects": objects,
                 "step_s": round(median, 3), "frames_per_s": round(clips * frames / median, 2),
             }
@@ -85,9 +89,10 @@ def training_speed(
 
 def default_cases(device: torch.device) -> List[Case]:
     """fp32 everywhere; bf16 on CUDA and on CPUs with native bf16 (elsewhere it is emulated and
-    ~100x slower: not worth timing); each in both memory layouts."""
+    ~100x slower: not worth timing); each in both memory layouts, with the backbone's last block
+    trained; and the fastest of them with its last two blocks trained (run v2's `trunk` stage)."""
     precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or cpu_has_native_bf16() else [])
-    return [(p, layout) for p in precisions for layout in (False, True)]
+    return [(p, layout, 1) for p in precisions for layout in (False, True)] + [(precisions[-1], True, 2)]
 
 
 # OpenMP reads its wait policy when it starts: each setting is timed in a fresh process.
@@ -121,7 +126,7 @@ def thread_settings_speed(
 def _time_one_setting(threads: int, clips: int, frames: int, objects: int, height: int, width: int) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    case = ("bf16" if cpu_has_native_bf16() else "fp32", True)
+    case = ("bf16" if cpu_has_native_bf16() else "fp32", True, 1)
     model = TTVOS(pretrained_backbone=False)
     (row,) = training_speed(model, torch.device("cpu"), [case], clips, frames, (height, width), objects, rounds=4)
     wait_env = {k: os.environ[k] for k in WAIT_VARIABLES if k in os.environ}

@@ -1,8 +1,11 @@
 """Benchmark modes that compare network variants (their figures are printed, never asserted)."""
 
+import torch
+
 from ros2_ttvos import checkpoint
 from ros2_ttvos.bench_variants import compare_weights, region_cost
-from ros2_ttvos.train_bench import THREAD_CASES, WAIT_POLICIES, thread_settings_speed
+from ros2_ttvos.model import TTVOS, TTVOSConfig
+from ros2_ttvos.train_bench import THREAD_CASES, WAIT_POLICIES, thread_settings_speed, training_speed
 
 
 def test_other_weights_are_timed_beside_the_shipped_ones():
@@ -18,6 +21,17 @@ def test_other_weights_are_timed_beside_the_shipped_ones():
             assert row["speed_vs_first"] == 1.0
     by_name = {r["weights"]: r["gflops_per_frame"] for r in rows}
     assert by_name[str(full)] > by_name[str(checkpoint.SHIPPED_WEIGHTS)]  # full rank costs more
+
+
+def test_training_steps_are_timed_with_one_and_two_backbone_blocks_trained():
+    model = TTVOS(TTVOSConfig(), pretrained_backbone=False)
+    block = model.backbone.blocks[14]  # trained only in the second case
+    before = [p.detach().clone() for p in block.parameters()]
+    cases = [("fp32", True, 1), ("fp32", True, 2)]
+    rows = training_speed(model, torch.device("cpu"), cases, clips=1, frames=2, size=(64, 96), rounds=1)
+    assert [(r["precision"], r["channels_last"], r["trained_blocks"]) for r in rows] == cases
+    assert all(r["frames_per_s"] > 0 and r["clips"] * r["frames"] == 2 for r in rows)
+    assert any(not torch.equal(a, b) for a, b in zip(before, block.parameters(), strict=True))
 
 
 def test_the_search_region_is_timed_on_and_off_side_by_side():
