@@ -56,7 +56,6 @@ def training_speed(
     def step(case: Case) -> float:
         precision, channels_last, blocks = case
         model.backbone.set_trainable_blocks(blocks)
-        model.backbone.train()  # normalisation statistics as training has them
         model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):

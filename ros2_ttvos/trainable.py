@@ -27,14 +27,11 @@ def stage_backbone_blocks(model: TTVOS, stage: Dict[str, Any]) -> int:
 def check_stages(model: TTVOS, stages: List[Dict[str, Any]]) -> None:
     """ValueError naming the first stage whose ``trainable_backbone_blocks`` the backbone refuses,
     so that a run fails when it starts, not when it reaches that stage."""
-    most = model.backbone.most_trainable_blocks
     for stage in stages:
-        count = stage_backbone_blocks(model, stage)
-        if not 0 <= count <= most:
-            raise ValueError(
-                f"stage {stage['name']!r}: trainable_backbone_blocks must be 0 to {most}, the stride-32 blocks "
-                f"of {model.backbone.variant} (the blocks before them are the box head's frozen trunk); got {count}"
-            )
+        try:
+            model.backbone.check_trainable_blocks(stage_backbone_blocks(model, stage))
+        except ValueError as error:
+            raise ValueError(f"stage {stage['name']!r}: {error}") from error
 
 
 def adam_over_trained(model: TTVOS, lr: float, previous: Optional[torch.optim.Optimizer] = None) -> torch.optim.Adam:
@@ -52,5 +49,4 @@ def adam_over_trained(model: TTVOS, lr: float, previous: Optional[torch.optim.Op
 def train_backbone_blocks(model: TTVOS, count: int, optimizer: torch.optim.Optimizer) -> torch.optim.Adam:
     """Train the backbone's last ``count`` blocks from now on; the optimizer to go on with."""
     model.backbone.set_trainable_blocks(count)
-    model.backbone.train(model.training)  # normalisation statistics follow the new split
     return adam_over_trained(model, optimizer.param_groups[0]["lr"], optimizer)

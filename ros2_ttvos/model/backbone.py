@@ -83,26 +83,27 @@ class LiteBackbone(nn.Module):
         self.register_buffer("std", torch.tensor(PIXEL_STD), persistent=False)
         self.set_trainable_blocks(trainable_blocks)
 
-    @property
-    def most_trainable_blocks(self) -> int:
-        """The stride-32 blocks: the ones before them stay as the box head knows them."""
-        return len(self.blocks) - self.stage_ends[16] - 1
-
-    def set_trainable_blocks(self, count: int) -> None:
-        """Freeze the trunk except its last ``count`` blocks (frozen BatchNorm statistics too),
-        at most ``most_trainable_blocks``."""
-        most = self.most_trainable_blocks
+    def check_trainable_blocks(self, count: int) -> None:
+        """ValueError unless ``count`` is 0 to the number of stride-32 blocks: the ones before
+        them stay as the box head knows them."""
+        most = len(self.blocks) - self.stage_ends[16] - 1
         if not 0 <= count <= most:
             raise ValueError(
-                f"trainable backbone blocks must be 0 to {most} (the stride-32 blocks of {self.variant}): "
-                f"the blocks before them are the frozen trunk the box head reads; got {count}"
+                f"trainable_backbone_blocks must be 0 to {most}, the stride-32 blocks of {self.variant} "
+                f"(the blocks before them are the frozen trunk the box head reads); got {count}"
             )
+
+    def set_trainable_blocks(self, count: int) -> None:
+        """Freeze the trunk except its last ``count`` blocks (``check_trainable_blocks``), their
+        BatchNorm statistics too, from this call on."""
+        self.check_trainable_blocks(count)
         self.trainable_blocks = count
         for p in self.parameters():
             p.requires_grad_(False)
         for block in list(self.blocks)[len(self.blocks) - count :] if count > 0 else []:
             for p in block.parameters():
                 p.requires_grad_(True)
+        self.train(self.training)  # frozen parts to eval, trained ones to the module's mode
 
     def train(self, mode: bool = True) -> "LiteBackbone":
         super().train(mode)
