@@ -166,11 +166,9 @@ class BoxTrainer:
         if not path.is_file():
             return False
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for damaged archives
-            raise checkpoint.CheckpointError(
-                f"{path} is truncated or corrupt ({error}): remove it to start over"
-            ) from error
+            payload = checkpoint.read_archive(path, "box head run checkpoint")
+        except checkpoint.CheckpointError as error:
+            raise checkpoint.CheckpointError(f"{error}: remove it to start over") from error
         self.head.load_state_dict(payload["head"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.step, self.best = int(payload["step"]), float(payload["best"])

@@ -4,6 +4,7 @@ for damaged files."""
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -42,15 +43,31 @@ def save_atomic(payload: Dict[str, Any], path: Union[str, Path]) -> None:
         raise
 
 
+def read_archive(path: Union[str, Path], what: str) -> Any:
+    """What torch.save wrote to ``path``; CheckpointError naming ``what`` when the file is missing,
+    not a zip archive, truncated, or fails a member's CRC.
+
+    The archive is checked in Python before torch reads it: torch loads an archive with a flipped
+    bit without complaint, and a node whose torch reader had failed on a truncated file crashed
+    now and then in torch's teardown at exit (docs/node-profile.md).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"CRC of {damaged} does not match")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zipfile and torch raise several types for damaged archives
+        raise CheckpointError(f"{what} {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
+
+
 def load(path: Union[str, Path]) -> Dict[str, Any]:
     """Load a checkpoint dict; raise CheckpointError saying what is wrong with the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for damaged archives
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
+    payload = read_archive(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
         raise CheckpointError(f"{path} is not a ros2_ttvos checkpoint (expected format {FORMAT!r})")
     return payload
@@ -115,12 +132,7 @@ def box_head_payload(head: BoxHead, trunk_digest: str, half: bool = False, **ext
 def load_box_head(path: Union[str, Path]) -> Tuple[BoxHead, Dict[str, Any]]:
     """(head, the file's payload) from a box head file; ``payload["trunk"]`` is the digest of the
     frozen trunk it was trained on. CheckpointError saying what is wrong with the file."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"box head not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for damaged archives
-        raise CheckpointError(f"box head {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
+    payload = read_archive(path, "box head")
     if not isinstance(payload, dict) or payload.get("format") != BOX_HEAD_FORMAT:
         raise CheckpointError(f"{path} is not a ros2_ttvos box head (expected format {BOX_HEAD_FORMAT!r})")
     config = payload["config"]

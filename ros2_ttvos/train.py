@@ -122,15 +122,15 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(self.clip_runner, device_ids=ids)
 
-    def _train_backbone_blocks(self, count: int) -> None:
-        """Train the backbone's last ``count`` blocks from now on (trainable.py), if it trains others."""
+    def _train_backbone_blocks(self, count: int, step: int) -> None:
+        """Train the backbone's last ``count`` blocks from ``step`` on (trainable.py), if it trains others."""
         if count == self.model.backbone.trainable_blocks:
             return
         self.optimizer = train_backbone_blocks(self.model, count, self.optimizer)
         if self.average is not None:
             self.average.follow(self.model)
         self.runner = self._ranks_runner()  # DDP hooks the parameters that train
-        LOG.info("step %d: the backbone trains its last %d blocks", self.step, count)
+        LOG.info("step %d: the backbone trains its last %d blocks", step, count)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> Dict[str, Any]:
@@ -191,7 +191,7 @@ class Trainer:
                 payload = checkpoint.load(path)
                 self.model.load_state_dict(payload["model"])
                 blocks = payload.get("trainable_backbone_blocks", self.model.config.trainable_backbone_blocks)
-                self._train_backbone_blocks(int(blocks))
+                self._train_backbone_blocks(int(blocks), int(payload["step"]))
                 self.optimizer.load_state_dict(payload["optimizer"])
             except (checkpoint.CheckpointError, KeyError, RuntimeError, ValueError) as error:
                 LOG.error("cannot resume from %s: %s; trying the previous checkpoint", path, error)
@@ -266,7 +266,7 @@ class Trainer:
             self.simulated_losses = simulated
             self.clip_runner.lose_rate, self.clip_runner.lost_threshold = simulated
             LOG.info("%s: simulated losses %.2f of (object, frame) pairs; lost below %.2f", stage["name"], *simulated)
-        self._train_backbone_blocks(stage_backbone_blocks(self.model, stage))
+        self._train_backbone_blocks(stage_backbone_blocks(self.model, stage), self.step)
         following = self.stage(self.step + stage["counts"])
         batch = self.batches.get(stage, self.step, following, self.step + stage["counts"])
         frames, labels, first = batch_tensors(batch, self.device)

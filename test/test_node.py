@@ -139,7 +139,7 @@ def test_onnxruntime_backend_node_every_frame(tmp_path, export_dir, ros_client, 
         assert "onnxruntime on cpu" in process.log()
     finally:
         client.close()
-        assert process.stop() == 0
+        assert process.stop() == 0, process.log()
 
 
 @pytest.mark.parametrize(
@@ -294,8 +294,19 @@ def test_bad_weights_fail_configure_and_the_node_keeps_running(tmp_path, weights
         ros_client.wait_until(lambda: "configure failed" in process.log(), "configure failure", process)
         assert "truncated or corrupt" in process.log()
         assert process.alive()
+        # Nothing is lost: the same node configures once its weights parameter names a good file.
+        set_params = ros_client.node.create_client(SetParameters, "ttvos_broken/set_parameters")
+        assert set_params.wait_for_service(10)
+        good_file = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(weights))
+        good = Parameter(name="weights", value=good_file)
+        assert ros_client.call(set_params, SetParameters.Request(parameters=[good])).results[0].successful
+        change = ros_client.node.create_client(ChangeState, "ttvos_broken/change_state")
+        assert change.wait_for_service(10)
+        configure = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        assert ros_client.call(change, configure).success, process.log()
+        assert "configured:" in process.log()
     finally:
-        assert process.stop() == 0
+        assert process.stop() == 0, process.log()
 
 
 def test_compressed_transport(tmp_path, weights, ros_client, clip):
@@ -321,7 +332,7 @@ def test_compressed_transport(tmp_path, weights, ros_client, clip):
         assert isinstance(ros_client.masks[-1], Image)
     finally:
         ros_client.node.destroy_publisher(publisher)
-        assert process.stop() == 0
+        assert process.stop() == 0, process.log()
 
 
 def test_clicks_start_tracking_over_dds_and_bad_clicks_are_refused(node, ros_client, clip):

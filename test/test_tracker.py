@@ -165,6 +165,12 @@ def test_checkpoint_round_trip_and_corrupt_file(network, clip, tmp_path, caplog)
     truncated.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
         Tracker.from_pretrained(truncated, device="cpu")
+    flipped = tmp_path / "flipped.pt"
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one bit flip inside the weights: the archive reads, its CRC fails
+    flipped.write_bytes(bytes(damaged))
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt.*CRC"):
+        Tracker.from_pretrained(flipped, device="cpu")
     with pytest.raises(checkpoint.CheckpointError, match="not found"):
         Tracker.from_pretrained(tmp_path / "missing.pt", device="cpu")
     foreign = tmp_path / "foreign.pt"

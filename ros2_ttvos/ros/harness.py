@@ -43,7 +43,8 @@ def config_file(name: str) -> Path:
 
 
 def ros_environment(domain_id: Optional[int] = None) -> Dict[str, str]:
-    """Environment for an isolated ROS 2 graph on this host with large-message Fast DDS settings."""
+    """Environment for an isolated ROS 2 graph on this host with large-message Fast DDS settings;
+    unbuffered output and Python's fault handler, so that a node's log tells how it ended."""
     env = dict(os.environ)
     env.update(
         ROS_DOMAIN_ID=str(domain_id if domain_id is not None else random.randint(20, 200)),
@@ -51,6 +52,7 @@ def ros_environment(domain_id: Optional[int] = None) -> Dict[str, str]:
         RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
         FASTDDS_DEFAULT_PROFILES_FILE=str(config_file("fastdds.xml")),
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a crash of a node writes its Python stack to the node's log
     )
     return env
 

@@ -35,6 +35,7 @@ from ros2_ttvos.ros import conversions
 from ros2_ttvos.ros.diagnostics import RollingStats, tracking_status
 from ros2_ttvos.ros.frame_queue import FrameQueue
 from ros2_ttvos.ros.parameters import CHOICES, PARAMETERS, RUNTIME_PARAMETERS, NodeConfig
+from ros2_ttvos.ros.process_end import end_process
 from ros2_ttvos.ros.targets import parse_request, target_labels
 from ros2_ttvos.tracker import Tracker
 from ttvos_interfaces.msg import TrackedObject, TrackedObjects
@@ -398,6 +399,7 @@ def main(args=None) -> None:
         node._stop_worker()
         node.destroy_node()
         rclpy.try_shutdown()
+    end_process(0)
 
 
 if __name__ == "__main__":
