@@ -1,6 +1,7 @@
 """Reading and writing checkpoints (the tracker's and the box head's): atomic writes, clear errors
 for damaged files."""
 
+import io
 import logging
 import os
 import tempfile
@@ -47,19 +48,20 @@ def read_archive(path: Union[str, Path], what: str) -> Any:
     """What torch.save wrote to ``path``; CheckpointError naming ``what`` when the file is missing,
     not a zip archive, truncated, or fails a member's CRC.
 
-    The archive is checked in Python before torch reads it: torch loads an archive with a flipped
-    bit without complaint, and a node whose torch reader had failed on a truncated file crashed
-    now and then in torch's teardown at exit (docs/node-profile.md).
+    The file is read once; the archive is checked in Python before torch reads it: torch loads an
+    archive with a flipped byte without complaint, and a node whose torch reader had failed on a
+    truncated file crashed now and then in torch's teardown at exit (docs/node-failures.md).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found: {path}")
     try:
-        with zipfile.ZipFile(path) as archive:
+        data = path.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             damaged = archive.testzip()
         if damaged is not None:
             raise zipfile.BadZipFile(f"CRC of {damaged} does not match")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # zipfile and torch raise several types for damaged archives
         raise CheckpointError(f"{what} {path} is truncated or corrupt ({type(error).__name__}: {error})") from error
 

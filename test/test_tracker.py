@@ -167,7 +167,7 @@ def test_checkpoint_round_trip_and_corrupt_file(network, clip, tmp_path, caplog)
         Tracker.from_pretrained(truncated, device="cpu")
     flipped = tmp_path / "flipped.pt"
     damaged = bytearray(path.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF  # one bit flip inside the weights: the archive reads, its CRC fails
+    damaged[len(damaged) // 2] ^= 0xFF  # one byte flipped inside the weights: the archive reads, its CRC fails
     flipped.write_bytes(bytes(damaged))
     with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt.*CRC"):
         Tracker.from_pretrained(flipped, device="cpu")
