@@ -4,7 +4,8 @@ torch, so a deployment with numpy, OpenCV and a runtime alone runs the tracker a
 
 Every backend offers:
   encode(image, masks) -> state                 image (1, 3, H, W) float32, masks (N, 1, H, W)
-  step(image, state, threshold, hold_state, search) -> (slots, confidence, foreground, state)
+  step(image, state, threshold, hold_state, search, region_state)
+                                                 -> (slots, confidence, foreground, state)
   prepare(image, state)                          get ready to step inputs of these shapes
   box(crops, prompts) -> probability             the box head (``box_crop``: its crop side; None:
                                                  these weights have none)
@@ -27,16 +28,20 @@ EXPORT_FILES = ("encoder.onnx", "step.onnx", "state.json")
 
 State = Tuple[np.ndarray, ...]
 STATE_INPUTS = ("hist", "st", "lt", "updates", "area")  # names of the state tensors in the exported graphs
-EXPORT_FORMAT = "ros2_ttvos/onnx/3"  # 2: per-object usual area in the state; 3: the search region input
+EXPORT_FORMAT = "ros2_ttvos/onnx/4"  # 2: per-object usual area in the state; 3: the search region input;
+# 4: the region_state input
 
 
-def step_feed(image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool) -> dict:
+def step_feed(
+    image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool, region_state: bool
+) -> dict:
     """Inputs of the exported step graph (``model.streaming.TrackingStep``)."""
     return {
         "image": image,
         "threshold": np.asarray(threshold, np.float32),
         "hold_state": np.asarray(float(hold_state), np.float32),
         "search": np.asarray(float(search), np.float32),
+        "region_state": np.asarray(float(region_state), np.float32),
         **dict(zip(STATE_INPUTS, state, strict=True)),
     }
 
@@ -118,10 +123,14 @@ class TorchBackend:
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
         return self._run(self._encoder, image, masks)
 
-    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool):
+    def step(
+        self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool, region_state: bool
+    ):
         scalars = [np.asarray(threshold, np.float32), np.asarray(float(hold_state), np.float32)]
-        if search:  # without this input the eager step skips the region's work; an export computes it always
+        if search:  # without these inputs the eager step skips their work; an export computes it always
             scalars.append(np.asarray(1.0, np.float32))
+            if not region_state:
+                scalars.append(np.asarray(0.0, np.float32))
         slots, confidence, foreground, *new_state = self._run(self._step, image, *state, *scalars)
         return slots, confidence, foreground, tuple(new_state)
 
@@ -135,7 +144,7 @@ class TorchBackend:
         search for them (0.1-0.5 s measured on an H200) happens now, not on the next frame. On the
         CPU nothing: eager PyTorch runs any shapes as they come."""
         if self._device.type == "cuda":
-            self.step(image, state, 0.0, False, False)
+            self.step(image, state, 0.0, False, False, True)
 
     def close(self) -> None:
         if self._device.type == "cuda":
@@ -200,8 +209,10 @@ class OnnxRuntimeBackend:
     def encode(self, image: np.ndarray, masks: np.ndarray) -> State:
         return tuple(self._encoder.run(None, {"image": image, "masks": masks}))
 
-    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool):
-        feed = step_feed(image, state, threshold, hold_state, search)
+    def step(
+        self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool, region_state: bool
+    ):
+        feed = step_feed(image, state, threshold, hold_state, search, region_state)
         slots, confidence, foreground, *new_state = self._step.run(None, feed)
         return slots, confidence, foreground, tuple(new_state)
 
@@ -214,7 +225,7 @@ class OnnxRuntimeBackend:
         """On CUDA, run the step once on these shapes (outputs dropped): cuDNN's kernel search for a
         new shape takes about a second, now rather than on the next frame. On the CPU nothing."""
         if self.device.startswith("cuda"):
-            self._step.run(None, step_feed(image, state, 0.0, False, False))
+            self._step.run(None, step_feed(image, state, 0.0, False, False, True))
 
     def close(self) -> None:
         self._encoder = self._step = self._box = None
@@ -306,8 +317,10 @@ class OpenVinoBackend:
             self._steps.popitem(last=False)
         return compiled
 
-    def step(self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool):
-        feed = step_feed(image, state, threshold, hold_state, search)
+    def step(
+        self, image: np.ndarray, state: State, threshold: float, hold_state: bool, search: bool, region_state: bool
+    ):
+        feed = step_feed(image, state, threshold, hold_state, search, region_state)
         compiled = self._compiled_step(feed)
         result = compiled(feed)
         slots, confidence, foreground, *new_state = (np.array(result[output]) for output in compiled.outputs)
@@ -322,7 +335,7 @@ class OpenVinoBackend:
 
     def prepare(self, image: np.ndarray, state: State) -> None:
         """Compile the step for these shapes now (when objects are added), not on the next frame."""
-        self._compiled_step(step_feed(image, state, 0.0, False, False))
+        self._compiled_step(step_feed(image, state, 0.0, False, False, True))
 
     def close(self) -> None:
         self._encoder = self._step_graph = self._box = None

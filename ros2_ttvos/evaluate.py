@@ -203,6 +203,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
             internal_size=args.internal_size,
             hold_when_lost=args.hold_when_lost,
             search_region=args.search_region,
+            region_state=args.region_state,
         )
     all_scores, all_failures, rows = [], [], []
     given_j: List[float] = []
@@ -255,6 +256,7 @@ def run_evaluation(args: argparse.Namespace) -> Dict:
         internal_size=args.internal_size if tracker else None,
         hold_when_lost=args.hold_when_lost if tracker else None,
         search_region=tracker.search_region if tracker else None,
+        region_state=tracker.region_state if tracker and tracker.search_region else None,
         init=args.init if tracker else None,
         box_method=resolve_method(tracker, args.box_method) if prompt_init else None,
         box_jitter=args.box_jitter if prompt_init else None,
@@ -298,6 +300,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
     )
+    parser.add_argument(
+        "--region-state", action=argparse.BooleanOptionalAction, default=True,
+        help="with the search region: each object's state from its foreground in it (default) or all of it",
+    )  # fmt: skip
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")
     parser.add_argument(

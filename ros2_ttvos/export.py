@@ -66,9 +66,10 @@ def _export_graphs(model: TTVOS, image: torch.Tensor, masks: torch.Tensor, state
             opset_version=OPSET, dynamo=False,
         )  # fmt: skip
         torch.onnx.export(
-            TrackingStep(model), (image, *state, torch.tensor(0.5), torch.tensor(1.0), torch.tensor(1.0)),
+            TrackingStep(model), (image, *state, *(torch.tensor(v) for v in (0.5, 1.0, 1.0, 1.0))),
             out / "step.onnx",
-            input_names=["image", *STATE_INPUTS, "threshold", "hold_state", "search"], output_names=STEP_OUTPUTS,
+            input_names=["image", *STATE_INPUTS, "threshold", "hold_state", "search", "region_state"],
+            output_names=STEP_OUTPUTS,
             dynamic_axes={
                 "image": IMAGE_AXES, **STATE_AXES,
                 "slots": IMAGE_AXES, "confidence": {0: "objects"},
@@ -113,7 +114,8 @@ def export(model: TTVOS, out: Path, prompter: Optional[BoxPrompter] = None) -> D
         "encoder": {"inputs": ["image", "masks (objects, 1, height, width) float32 in {0, 1}"],
                     "outputs": list(STATE_INPUTS)},
         "step": {"inputs": ["image", *STATE_INPUTS, "threshold () float32", "hold_state () float32 in {0, 1}",
-                            "search () float32 in {0, 1} (model/search_region.py)"],
+                            "search () float32 in {0, 1} (model/search_region.py)",
+                            "region_state () float32 in {0, 1} (model/streaming.py)"],
                  "outputs": STEP_OUTPUTS},
         "state": {name: {"shape": [str(axes.get(i, d)) for i, d in enumerate(t.shape)], "dtype": "float32"}
                   for (name, axes), t in zip(STATE_AXES.items(), state, strict=True)},
@@ -136,9 +138,9 @@ def validate(model: TTVOS, out: Path, steps: int = 3, prompter: Optional[BoxProm
     worst.update(foreground=0.0, confidence=0.0, slots_equal=1.0)
     for index in range(steps):
         frame = _sample(128, 224, 3, seed=2 + index)[0].numpy()
-        search = index % 3 != 2
-        slots_t, conf_t, fg_t, state_t = torch_backend.step(frame, state_t, 0.5, index % 2 == 0, search)
-        slots_o, conf_o, fg_o, state_o = onnx_backend.step(frame, state_o, 0.5, index % 2 == 0, search)
+        switches = (index % 2 == 0, index % 3 != 2, index % 3 != 1)  # hold_state, search, region_state
+        slots_t, conf_t, fg_t, state_t = torch_backend.step(frame, state_t, 0.5, *switches)
+        slots_o, conf_o, fg_o, state_o = onnx_backend.step(frame, state_o, 0.5, *switches)
         worst["foreground"] = max(worst["foreground"], float(np.abs(fg_t - fg_o).max()))
         worst["confidence"] = max(worst["confidence"], float(np.abs(conf_t - conf_o).max()))
         # Pixels where two objects' merged probabilities tie within 1e-4 may go either way.

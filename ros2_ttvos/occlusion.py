@@ -205,6 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
     )
+    parser.add_argument(
+        "--region-state", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
+    )
     parser.add_argument("--precision", default="auto", help="see Tracker.from_pretrained")
     parser.add_argument("--out", type=Path, default=Path("out/occlusion"))
     args = parser.parse_args(argv)
@@ -219,7 +222,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         options = {"backend": args.backend, "threads": args.threads, "precision": args.precision}
         base = Tracker.from_pretrained(args.weights, **options)
         trackers = {
-            p: Tracker(base.backend, args.internal_size, args.threshold, p, args.search_region) for p in args.policies
+            p: Tracker(base.backend, args.internal_size, args.threshold, p, args.search_region, args.region_state)
+            for p in args.policies
         }
         sequences = [davis.sequence(n) for n in data["holdout"]]
         results = study(trackers, sequences, args.threshold, args.length, args.window)

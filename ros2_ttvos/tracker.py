@@ -87,6 +87,10 @@ class Tracker:
         look-alikes elsewhere in view cannot take it over, and it follows only the main piece of
         a mask that has split (``main_component``); False: looked for everywhere. Chosen on the
         hold-out sequences (docs/accuracy.md).
+    region_state: with the search region, True (the default): each object's next state comes
+        from its foreground inside the region; False: from its whole foreground, the region
+        choosing only the labels and the confidence. False picks objects up again more often
+        when they come back from behind another, at more identity switches (docs/occlusion.md).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Tracker:
         confidence_threshold: float = 0.5,
         hold_when_lost: str = "template",
         search_region: bool = True,
+        region_state: bool = True,
     ):
         if internal_size is not None and internal_size < SIZE_MULTIPLE:
             raise ValueError(f"internal_size must be at least {SIZE_MULTIPLE} or None, got {internal_size}")
@@ -108,6 +113,7 @@ class Tracker:
         self.internal_size = internal_size
         self.confidence_threshold = confidence_threshold
         self.search_region = bool(search_region)
+        self.region_state = bool(region_state)
         self.reset()
 
     @property
@@ -324,6 +330,7 @@ class Tracker:
             gate,
             self.hold_when_lost == "state",
             self.search_region,
+            self.region_state,
         )
         self._state = ObjectState(*state)
         if self.search_region:

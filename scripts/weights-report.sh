@@ -4,7 +4,8 @@
 #                                                      # and the multi-object benchmark made from them
 #   scripts/weights-report.sh WEIGHTS OUT_DIR val       # report only, after the decision: DAVIS16 val
 # Each set is tracked at internal sizes 480, 360 and 240 (SIZES to change) with OpenVINO fp32 on
-# THREADS threads (default 2); OUT_DIR/<set>-<size>/ keeps ttvos-eval's output and OUT_DIR/<mode>.md
+# THREADS threads (default 2), with EVAL_FLAGS added to each ttvos-eval (e.g. --no-region-state:
+# the form of the tracker to score these weights in); OUT_DIR/<set>-<size>/ keeps ttvos-eval's output and OUT_DIR/<mode>.md
 # the table (J&F, J, F, identity switches, lost and spilled frames, frames lost on return after
 # being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS
 # (~/data/DAVIS), MULTI (~/data/multi-holdout), VAL_DAVIS (../shared/data/DAVIS).
@@ -16,6 +17,7 @@ out=${2:?$usage}
 mode=${3:?$usage}
 sizes=${SIZES:-480 360 240}
 threads=${THREADS:-2}
+read -r -a flags <<< "${EVAL_FLAGS:-}"
 holdout=$(.venv/bin/python -c 'import yaml; print(",".join(yaml.safe_load(open("config/train.yaml"))["data"]["holdout"]))')
 case $mode in
   holdout) sets=("single|--davis ${TRAIN_DAVIS:-$HOME/data/DAVIS} --split train --sequences $holdout"
@@ -31,16 +33,17 @@ for size in $sizes; do
     name=${entry%%|*}
     # shellcheck disable=SC2086  # the set's arguments are words
     .venv/bin/ttvos-eval ${entry#*|} "${chosen[@]}" --backend openvino --precision fp32 --threads "$threads" \
-      --internal-size "$size" --out "$out/$name-$size"
+      --internal-size "$size" "${flags[@]}" --out "$out/$name-$size"
   done
 done
 names=$(for entry in "${sets[@]}"; do echo -n "${entry%%|*},"; done)
-.venv/bin/python - "$out" "$mode" "$weights" "$names" "$sizes" <<'EOF'
+.venv/bin/python - "$out" "$mode" "$weights" "$names" "$sizes" "${EVAL_FLAGS:-}" <<'EOF'
 import json, sys
 from pathlib import Path
 out, mode, weights = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 names, sizes = [n for n in sys.argv[4].split(",") if n], sys.argv[5].split()
-lines = [f"{mode}: {weights} (OpenVINO fp32)", "",
+flags = f", {sys.argv[6]}" if sys.argv[6] else ""
+lines = [f"{mode}: {weights} (OpenVINO fp32{flags})", "",
          "| set | internal size | J&F | J | F | identity switches | lost | spilled | lost on return | FPS |",
          "|---|---|---|---|---|---|---|---|---|---|"]
 scores = {}

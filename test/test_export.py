@@ -90,9 +90,11 @@ def shipped(tmp_path_factory):
     return model, out
 
 
+@pytest.mark.parametrize("region_state", [True, False])
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_backends_agree_with_several_objects(shipped, backend):
-    """The swan's mask split at its middle column into objects 1 and 2, and a third object."""
+def test_backends_agree_with_several_objects(shipped, backend, region_state):
+    """The swan's mask split at its middle column into objects 1 and 2, and a third object; the
+    state made from the foregrounds in the search region or from all of them."""
     network, export_dir = shipped
     sequence = Davis(SHARED_DAVIS, 2016, "val").sequence("blackswan")
     labels = sequence.mask(0).astype(np.uint8)
@@ -100,8 +102,10 @@ def test_backends_agree_with_several_objects(shipped, backend):
     labels[:, middle:] *= 2
     labels[20:80, 30:120] = 3
     trackers = [
-        Tracker.from_model(network, device="cpu", internal_size=240),
-        Tracker.from_pretrained(export_dir, device="cpu", backend=backend, precision="fp32", internal_size=240),
+        Tracker.from_model(network, device="cpu", internal_size=240, region_state=region_state),
+        Tracker.from_pretrained(
+            export_dir, device="cpu", backend=backend, precision="fp32", internal_size=240, region_state=region_state
+        ),
     ]
     for tracker in trackers:
         tracker.add_objects(sequence.image(0), labels)

@@ -56,3 +56,45 @@ def test_the_tracker_switches_the_region_at_run_time(clip):
     tracker.add_objects(frames[0], masks[0])
     everywhere = tracker.step(frames[1]).foreground
     assert (near <= everywhere + 1e-6).all() and (near < everywhere - 1e-3).any()
+
+
+def test_region_state_off_keeps_the_labels_and_makes_the_state_from_the_whole_foregrounds(clip):
+    """With the region, region_state 0 leaves slots, confidence and foreground as they are and
+    makes the short-term state (hist, st) as looking everywhere would: from the merge of the
+    unweighted foregrounds, here of two objects."""
+    frames, masks = clip
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS)).eval()
+    image, following = (torch.from_numpy(f[:240, :432].copy()).permute(2, 0, 1)[None].float() for f in frames[:2])
+    objects = torch.zeros(2, 1, 240, 432)
+    objects[0, 0] = torch.from_numpy(masks[0][:240, :432].astype(np.float32))
+    objects[1, 0, 20:80, 300:400] = 1.0  # a second object, away from the car
+    step = TrackingStep(model)
+    scalars = [torch.tensor(0.5), torch.tensor(0.0)]
+    with torch.no_grad():
+        state = ObjectEncoder(model)(image, objects)
+        region = step(following, *state, *scalars, torch.tensor(1.0))
+        whole_state = step(following, *state, *scalars, torch.tensor(1.0), torch.tensor(0.0))
+        everywhere = step(following, *state, *scalars, torch.tensor(0.0))
+        same = step(following, *state, *scalars, torch.tensor(1.0), torch.tensor(1.0))
+    for a, b in zip(region, same, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(region[:3], whole_state[:3], strict=True):  # slots, confidence, foreground
+        assert torch.equal(a, b)
+    for index in (3, 4):  # hist, st
+        assert torch.allclose(whole_state[index], everywhere[index], atol=1e-6)
+        assert not torch.allclose(whole_state[index], region[index], atol=1e-4)
+
+
+def test_the_tracker_passes_region_state_to_its_backend(clip):
+    frames, masks = clip
+    tracker = Tracker.from_pretrained(None, device="cpu", backend="torch", internal_size=240)
+    assert tracker.region_state
+    states = {}
+    for region_state in (True, False):
+        tracker.reset()
+        tracker.region_state = region_state
+        tracker.add_objects(frames[0], masks[0])
+        result = tracker.step(frames[1])
+        states[region_state] = (result.foreground, tracker._state.hist)
+    assert np.array_equal(states[True][0], states[False][0])  # the same frame's foreground
+    assert not np.allclose(states[True][1], states[False][1], atol=1e-4)  # another state

@@ -35,12 +35,14 @@ def test_holdout_report_tabulates_each_set_and_the_selection_from_ttvos_eval(tin
         ["multi", "--davis", str(tiny_davis), "--sequences", "seq-b", "--variants", "1", "--out", str(multi)]
     )
     assert made == 0
-    env = {**os.environ, "SIZES": "64 96", "THREADS": "1", "TRAIN_DAVIS": str(single), "MULTI": str(multi)}
+    env = {**os.environ, "SIZES": "64 96", "THREADS": "1", "TRAIN_DAVIS": str(single), "MULTI": str(multi),
+           "EVAL_FLAGS": "--no-region-state"}  # fmt: skip
     out = tmp_path / "report"
     done = subprocess.run([str(SCRIPT), "shipped", str(out), "holdout"], env=env, capture_output=True, text=True,
                           timeout=600, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "holdout.md").read_text()
+    assert table.startswith("holdout: shipped (OpenVINO fp32, --no-region-state)")
     assert done.stdout.endswith(table)  # after ttvos-eval's one line per run
     rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith(("| single", "| multi"))]
     assert [(row[0], row[1]) for row in rows] == [("single", "64"), ("single", "96"), ("multi", "64"), ("multi", "96")]
@@ -48,6 +50,7 @@ def test_holdout_report_tabulates_each_set_and_the_selection_from_ttvos_eval(tin
         summary = json.loads((out / f"{row[0]}-{row[1]}" / "summary.json").read_text())
         assert float(row[2]) == pytest.approx(100 * summary["JF_mean"], abs=0.005)
         assert summary["backend"] == "openvino" and summary["internal_size"] == int(row[1])
+        assert summary["region_state"] is False  # EVAL_FLAGS reached ttvos-eval
     for size in ("64", "96"):
         scores = [json.loads((out / f"{name}-{size}" / "summary.json").read_text())["JF_mean"] for name in SETS]
         assert f"selection at {size}: {50 * sum(scores):.2f}" in table.splitlines()

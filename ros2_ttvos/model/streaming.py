@@ -38,7 +38,10 @@ class TrackingStep(nn.Module):
     lost object keeps its short-term part, ``hist`` and ``st``, as well, so that it is looked for
     where and as it was last seen; 0 = those follow every frame), search (scalar: 1 = each
     object's foreground is weighted by its search region, ``model.search_region``; 0 or None:
-    looked for everywhere).
+    looked for everywhere), region_state (scalar, used with the region: 1 or None = each object's
+    next state comes from its foreground in the region; 0 = from its whole foreground, the region
+    choosing only the labels and the confidence, so that an object hidden under another keeps a
+    state from where it is rather than from the occluder's pixels: docs/occlusion.md).
     Outputs: slots (H, W) int64, 0 = background, k = the k-th object; confidence (N,); foreground
     (N, H, W) (each object's own probability in its search region, before the merge); then the new hist, st, lt,
     updates, area. Each object's next state comes from its share after the merge
@@ -51,19 +54,22 @@ class TrackingStep(nn.Module):
         self.model = model
 
     def forward(
-        self, image, hist, st, lt, updates, area, threshold, hold_state, search=None
+        self, image, hist, st, lt, updates, area, threshold, hold_state, search=None, region_state=None
     ) -> Tuple[torch.Tensor, ...]:
         state = TemplateState(hist, st, lt, updates)
         feats = self.model.encode_image(image)
         out = self.model.segment(feats, state, with_logits=False)
-        foreground = out.foreground[:, 0]
+        whole = out.foreground[:, 0]
+        foreground = whole
         if search is not None:
-            region = search_region(hist, area, foreground.shape[-2:])[:, 0]
-            foreground = foreground * (search * region + (1.0 - search))
+            region = search_region(hist, area, whole.shape[-2:])[:, 0]
+            foreground = whole * (search * region + (1.0 - search))
         slots = assign_slots(foreground)
-        kept = merge_objects(foreground)  # what each object keeps of the frame: its next state
+        kept = merge_objects(foreground)  # what each object keeps of the frame
         confidence, share = object_confidence(slots, kept, area)
         confident = confidence >= threshold
+        if region_state is not None:  # 0: the next state from the merge of the whole foregrounds
+            kept = region_state * kept + (1.0 - region_state) * merge_objects(whole)
         new_state = self.model.update_state(feats, state, out.weight, kept.unsqueeze(1), confident)
         keep = (~confident & (hold_state > 0.5)).view(-1, 1, 1, 1)
         hist = torch.where(keep, state.hist, new_state.hist)

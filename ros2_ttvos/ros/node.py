@@ -108,6 +108,7 @@ class TTVOSNode(LifecycleNode):
                     self.tracker.confidence_threshold = self.config.confidence_threshold
                     self.tracker.hold_when_lost = self.config.hold_when_lost
                     self.tracker.search_region = self.config.search_region
+                    self.tracker.region_state = self.config.region_state
 
     # --- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -123,6 +124,7 @@ class TTVOSNode(LifecycleNode):
                 confidence_threshold=config.confidence_threshold,
                 hold_when_lost=config.hold_when_lost,
                 search_region=config.search_region,
+                region_state=config.region_state,
             )
         except (CheckpointError, ValueError, OSError, RuntimeError) as error:
             self._last_error = f"configure failed: {error}"

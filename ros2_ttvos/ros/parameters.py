@@ -54,6 +54,14 @@ PARAMETERS = {
             runtime=True,
         ),
     ),
+    "region_state": (
+        True,
+        _descriptor(
+            "with search_region: true: each object's state follows its foreground inside the region; false: "
+            "all of its foreground (picks objects up more often after an occlusion, swaps identities more often)",
+            runtime=True,
+        ),
+    ),
     "box_method": (
         "auto",
         _descriptor(
@@ -69,7 +77,14 @@ PARAMETERS = {
     "image_transport": ("raw", _descriptor("raw (sensor_msgs/Image) or compressed (image/compressed)")),
     "autostart": (True, _descriptor("configure and activate on start-up")),
 }
-RUNTIME_PARAMETERS = {"confidence_threshold", "hold_when_lost", "search_region", "box_method", "publish_overlay"}
+RUNTIME_PARAMETERS = {
+    "confidence_threshold",
+    "hold_when_lost",
+    "search_region",
+    "region_state",
+    "box_method",
+    "publish_overlay",
+}
 CHOICES = {
     "hold_when_lost": HOLD_POLICIES,
     "image_transport": ("raw", "compressed"),
@@ -93,6 +108,7 @@ class NodeConfig:
     confidence_threshold: float
     hold_when_lost: str
     search_region: bool
+    region_state: bool
     box_method: str
     publish_overlay: bool
     process_every_frame: bool
