@@ -1,7 +1,9 @@
 """Choosing a run's checkpoint on the hold-out train sequences (never on DAVIS16 val).
 
 A check runs the tracker at the stage's ``holdout_internal_size`` (the run's when the stage sets
-none), with its search region unless ``holdout_search_region: false``, over the single-object
+none), with its search region unless ``holdout_search_region: false`` (and each object's state
+from its whole foreground with ``holdout_region_state: false``, run-wide or per stage: see
+``Tracker``), over the single-object
 hold-out sequences and, when ``data.multi_holdout`` is set, the multi-object benchmark made from
 them. ``selection`` is the mean of the two J&F (or the first alone). ``best.pt`` holds the
 weights with the highest selection (the moving average's or, where a check scores both, the
@@ -50,16 +52,23 @@ class HoldoutSelection:
 
     def protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
         """How the check of ``stage`` runs the tracker: its internal size and search region (with
-        the gap of its main-piece rule, so that a change of the rule scores ``best.pt`` again)."""
+        the gap of its main-piece rule, so that a change of the rule scores ``best.pt`` again, and
+        ``region_state: False`` when the state comes from the whole foregrounds)."""
         size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
         region = bool(self.config.get("holdout_search_region", True))
-        return {"internal_size": size, "search_region": region, **({"main_piece_gap": GAP} if region else {})}
+        whole = region and not stage.get("holdout_region_state", self.config.get("holdout_region_state", True))
+        protocol = {"internal_size": size, "search_region": region, **({"main_piece_gap": GAP} if region else {})}
+        return {**protocol, **({"region_state": False} if whole else {})}
 
     def scores(self, model: torch.nn.Module, protocol: Dict[str, Any]) -> Dict[str, float]:
         """Hold-out J&F (single objects), the multi-object benchmark's when configured, and
         ``selection``."""
         tracker = Tracker.from_model(
-            model, self.device, internal_size=protocol["internal_size"], search_region=protocol["search_region"]
+            model,
+            self.device,
+            internal_size=protocol["internal_size"],
+            search_region=protocol["search_region"],
+            region_state=protocol.get("region_state", True),
         )
         scores = evaluate_sequences(tracker, self.holdout, self.between, desc="check: hold-out")
         scores["selection"] = scores["JF_mean"]

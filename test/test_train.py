@@ -10,10 +10,12 @@ import torch
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.batches import BatchSampler
+from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.main_component import GAP
 from ros2_ttvos.model.factorize import factorize, narrow
 from ros2_ttvos.schedule import learning_rate, load_config
+from ros2_ttvos.selection import HoldoutSelection
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer
 from ros2_ttvos.visualize import plot_run, plot_runs_compared
@@ -216,6 +218,33 @@ def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_
     assert resumed.selection.best_protocol == {"internal_size": 64, "search_region": True, "main_piece_gap": GAP}
     assert "scored again" in caplog.text
     assert json.loads((resumed.run_dir / "best.json").read_text())["search_region"] is True
+
+
+def test_a_stage_checked_with_the_state_from_the_whole_foregrounds_scores_best_again_that_way(tiny_config, caplog):
+    trainer = Trainer({**tiny_config, "holdout_every": 3})
+    trainer.run(max_steps=3)
+    assert "region_state" not in trainer.selection.best_protocol  # the default: the state from the region
+    caplog.set_level("INFO")
+    resumed = Trainer({**tiny_config, "holdout_every": 3, "holdout_region_state": False})
+    assert resumed.resume()
+    resumed.run(max_steps=3)
+    assert "scored again" in caplog.text
+    protocol = resumed.selection.best_protocol
+    assert protocol["region_state"] is False
+    assert json.loads((resumed.run_dir / "best.json").read_text())["region_state"] is False
+
+
+def test_a_check_scores_the_tracker_in_the_form_its_protocol_names(tmp_path):
+    """The shipped weights on the bundled clip: the check's figure is the tracker's in that form."""
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS)).eval()
+    selection = HoldoutSelection({}, tmp_path, torch.device("cpu"), [sample_clip()], [])
+    jf = {}
+    for region_state in (True, False):
+        protocol = {"internal_size": 240, "search_region": True, **({} if region_state else {"region_state": False})}
+        tracker = Tracker.from_model(model, "cpu", internal_size=240, region_state=region_state)
+        jf[region_state] = evaluate_sequences(tracker, [sample_clip()])["JF_mean"]
+        assert selection.scores(model, protocol)["selection"] == pytest.approx(jf[region_state], abs=1e-9)
+    assert jf[True] != jf[False]
 
 
 def test_a_run_checked_before_the_main_piece_rule_scores_best_again_with_it(tiny_config, caplog):
