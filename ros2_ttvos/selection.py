@@ -3,12 +3,11 @@
 A check runs the tracker at the stage's ``holdout_internal_size`` (the run's when the stage sets
 none), with its search region unless ``holdout_search_region: false`` (and each object's state
 from its whole foreground with ``holdout_region_state: false``, run-wide or per stage: see
-``Tracker``), over the single-object
-hold-out sequences and, when ``data.multi_holdout`` is set, the multi-object benchmark made from
-them. ``selection`` is the mean of the two J&F (or the first alone). ``best.pt`` holds the
-weights with the highest selection (the moving average's or, where a check scores both, the
-trained weights'; ``best.json`` says which); when the protocol changes, ``best.pt`` is scored
-again the new way before it is compared.
+``Tracker``), over the single-object hold-out sequences and, when ``data.multi_holdout`` is set,
+the multi-object benchmark made from them. ``selection`` is the mean of the two J&F (or the
+first alone). ``best.pt`` holds the weights with the highest selection (the moving average's or,
+where a check scores both, the trained weights'; ``best.json`` says which); when the protocol
+changes, ``best.pt`` is scored again the new way before it is compared.
 """
 
 import json
