@@ -5,9 +5,9 @@
 #   scripts/weights-report.sh WEIGHTS OUT_DIR val       # report only, after the decision: DAVIS16 val
 # Each set is tracked at internal sizes 480, 360 and 240 (SIZES to change) with OpenVINO fp32 on
 # THREADS threads (default 2), with EVAL_FLAGS added to each ttvos-eval (e.g. --no-region-state:
-# the form of the tracker to score these weights in); OUT_DIR/<set>-<size>/ keeps ttvos-eval's output and OUT_DIR/<mode>.md
-# the table (J&F, J, F, identity switches, lost and spilled frames, frames lost on return after
-# being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS
+# the form of the tracker to score these weights in); OUT_DIR/<set>-<size>/ keeps ttvos-eval's
+# output and OUT_DIR/<mode>.md the table (J&F, J, F, identity switches, lost and spilled frames,
+# frames lost on return after being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS
 # (~/data/DAVIS), MULTI (~/data/multi-holdout), VAL_DAVIS (../shared/data/DAVIS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
