@@ -142,6 +142,23 @@ def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_conf
         assert (labels[:, 0] == k).any(axis=(1, 2)).all()
 
 
+def test_a_stage_can_hide_targets_behind_panels_and_stages_without_it_keep_their_clips(tiny_config):
+    """hide: a share of clips in which a panel sweeps over a target (data.composite.hide_behind);
+    a stage without it (or with 0) draws exactly the clips it drew before the option existed."""
+    stage = {**tiny_config["stages"][0], "objects": [2, 2], "frames": 8}
+    sampler = Trainer(tiny_config).batches.sampler
+    plain = [sampler.batch(stage, step, (64, 96)) for step in range(3)]
+    for step, (frames, labels) in enumerate(plain):
+        unhidden = sampler.batch({**stage, "hide": 0.0}, step, (64, 96))
+        np.testing.assert_array_equal(unhidden[0], frames)
+        np.testing.assert_array_equal(unhidden[1], labels)
+    hidden = [sampler.batch({**stage, "hide": 1.0}, step, (64, 96))[1] for step in range(3)]
+    for labels, (_, plain_labels) in zip(hidden, plain, strict=True):
+        np.testing.assert_array_equal(labels[:, 0], plain_labels[:, 0])  # the first masks whole
+        assert ((labels == plain_labels) | (labels == 0)).all()  # a panel only takes labels away
+    assert any(not np.array_equal(labels, p[1]) for labels, p in zip(hidden, plain, strict=True))
+
+
 def test_a_larger_batch_counts_as_that_many_steps_of_the_schedule(tiny_config):
     """batch_scale k (a GPU): one optimizer step trains k batches and counts as k steps (fewer at
     a stage's end), at sqrt(k) times the learning rate; the hold-out check runs when a step

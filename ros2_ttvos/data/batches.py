@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ros2_ttvos.data.clips import DAVIS_ZOOM, DavisClips, StillImages, synthetic_clip
-from ros2_ttvos.data.composite import cut_out_sampler, multi_object_clip
+from ros2_ttvos.data.composite import cut_out_sampler, hide_behind, multi_object_clip
 
 Batch = Tuple[np.ndarray, np.ndarray]  # frames (B, T, H, W, 3) uint8 RGB, labels (B, T, H, W) uint8
 
@@ -24,7 +24,8 @@ class BatchSampler:
     ``objects: [min, max]`` targets per clip (one count per batch); ``frames``: the clip length,
     or ``[min, max]`` (one length per batch); single-target clips get pasted cut-outs with
     probability ``paste`` (always when there are several targets); ``zoom: [min, max]``: the scale
-    range of the DAVIS clips (``DavisClips.clip``)."""
+    range of the DAVIS clips (``DavisClips.clip``); ``hide``: the share of clips in which one target
+    passes behind a panel and comes out again (``hide_behind``)."""
 
     def __init__(
         self,
@@ -49,6 +50,13 @@ class BatchSampler:
         return self.stills.sample(rng)
 
     def _clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
+        clip = self._unhidden_clip(stage, size, targets, rng)
+        hide = stage.get("hide", 0.0)
+        if clip is not None and hide and rng.random() < hide:  # no draw without it: older stages' clips stay the same
+            return hide_behind(clip, rng, self.sample_cut)
+        return clip
+
+    def _unhidden_clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
         if rng.random() < stage["synthetic"]:
             scene = synthetic_clip(self._sample_still, rng, stage["frames"], size)
         else:

@@ -8,7 +8,8 @@ it with their own position, speed, scale change and depth, some of them targets,
 distractors, a distractor sometimes a copy of a target (the same kind of thing). A cut-out may
 change depth half way (it passes behind another instead of in front) and its path may start or
 end outside the view. Training (``ttvos-train``) and the multi-object benchmark
-(``ttvos-data multi``) are both made with ``compose``.
+(``ttvos-data multi``) are both made with ``compose``. ``hide_behind`` sweeps an opaque panel
+over one target of a training clip, so that the target is hidden for a few frames and comes back.
 """
 
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from ros2_ttvos.data.clips import Clip, StillSampler
 
 MIN_VISIBLE = 0.002  # a target's share of the first frame, at least
 OUTSIDE = 0.25  # how far beyond the frame edge (share of the frame) a path may start or end
+PANEL_COVER = (1.5, 3.0)  # a hiding panel's extent over the hidden target's, along its sweep
+PANEL_MARGIN = 1.3  # ... and across it
 
 
 @dataclass(frozen=True)
@@ -197,3 +200,47 @@ def multi_object_clip(
     if min(visible) < MIN_VISIBLE:
         return None
     return out_frames, labels
+
+
+def hide_behind(clip: Clip, rng: np.random.Generator, sample_cut: CutOutSampler) -> Clip:
+    """``clip`` with one of its targets hidden behind an opaque panel in front of everything (a
+    still image's crop, like a pole, a wall or a parked vehicle passing the camera) for a few
+    frames and out again, so that the tracker has to find it again from its templates.
+
+    The panel sweeps across the target's box (its union over the hidden frames) between frames a
+    third and two fifths into the clip, as many times as wide as the target along the sweep
+    (``PANEL_COVER``). Labels stay exact (a hidden target has none). Returned unchanged when the
+    clip is under 5 frames or the panel would cover anything labelled on frame 0 (every first
+    mask stays whole)."""
+    frames, labels = clip
+    length = len(frames)
+    if length < 5:
+        return clip
+    height, width = labels.shape[1:3]
+    target = int(rng.integers(1, int(labels[0].max()) + 1))
+    middle = int(rng.integers(length // 3, max(length // 3, (2 * length) // 5) + 1))
+    window = labels[max(1, middle - 1) : middle + 2] == target
+    if not window.any():
+        return clip
+    ys, xs = np.nonzero(window.any(axis=0))
+    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+    centre, extent = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+    axis = int(np.argmin(extent / np.array([width, height])))  # sweep along its narrower side
+    along = extent[axis] * rng.uniform(*PANEL_COVER)
+    across = extent[1 - axis] * PANEL_MARGIN + 8
+    speed = (along + extent[axis]) / (2 * middle) * rng.uniform(1.0, 1.3)  # clear of the box on frame 0, if still
+    direction = np.zeros(2)
+    direction[axis] = 1.0 if rng.random() < 0.5 else -1.0
+    size = (along, across) if axis == 0 else (across, along)
+    texture = cv2.resize(sample_cut(rng).image, (max(2, round(size[0])), max(2, round(size[1]))))
+    panel = CutOut(texture, np.ones(texture.shape[:2], np.float32))
+    path = Trajectory(
+        start=centre - direction * speed * middle,
+        end=centre + direction * speed * (length - 1 - middle),
+        scale=(1.0, 1.0),
+        angle=(0.0, 0.0),
+        depth=(2.0, 2.0),
+        depth_change=2.0,
+    )
+    hidden = compose((frames, labels), 1, [Sprite(panel, path, 0)])
+    return clip if np.any(hidden[1][0] != labels[0]) else hidden
