@@ -144,14 +144,20 @@ def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_conf
 
 def test_a_stage_can_hide_targets_behind_panels_and_stages_without_it_keep_their_clips(tiny_config):
     """hide: a share of clips in which a panel sweeps over a target (data.composite.hide_behind);
-    a stage without it (or with 0) draws exactly the clips it drew before the option existed."""
+    a stage without it (or with 0) draws exactly the clips of a sampler that cannot hide, so a
+    resumed run's earlier stages keep their clips."""
+
+    class CannotHide(BatchSampler):
+        _clip = BatchSampler._unhidden_clip
+
     stage = {**tiny_config["stages"][0], "objects": [2, 2], "frames": 8}
     sampler = Trainer(tiny_config).batches.sampler
+    never = CannotHide(sampler.clips, sampler.stills, 0.3, tiny_config["seed"])
     plain = [sampler.batch(stage, step, (64, 96)) for step in range(3)]
     for step, (frames, labels) in enumerate(plain):
-        unhidden = sampler.batch({**stage, "hide": 0.0}, step, (64, 96))
-        np.testing.assert_array_equal(unhidden[0], frames)
-        np.testing.assert_array_equal(unhidden[1], labels)
+        for unhidden in (sampler.batch({**stage, "hide": 0.0}, step, (64, 96)), never.batch(stage, step, (64, 96))):
+            np.testing.assert_array_equal(unhidden[0], frames)
+            np.testing.assert_array_equal(unhidden[1], labels)
     hidden = [sampler.batch({**stage, "hide": 1.0}, step, (64, 96))[1] for step in range(3)]
     for labels, (_, plain_labels) in zip(hidden, plain, strict=True):
         np.testing.assert_array_equal(labels[:, 0], plain_labels[:, 0])  # the first masks whole

@@ -50,9 +50,8 @@ class BatchSampler:
         return self.stills.sample(rng)
 
     def _clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
-        clip = self._unhidden_clip(stage, size, targets, rng)
-        hide = stage.get("hide", 0.0)
-        if clip is not None and hide and rng.random() < hide:  # no draw without it: older stages' clips stay the same
+        clip = self._unhidden_clip(stage, size, targets, rng)  # drawn first: stages without hide keep their clips
+        if clip is not None and rng.random() < stage.get("hide", 0.0):
             return hide_behind(clip, rng, self.sample_cut)
         return clip
 
