@@ -301,8 +301,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
     )
     parser.add_argument(
-        "--region-state", action=argparse.BooleanOptionalAction, default=True,
-        help="with the search region: each object's state from its foreground in it (default) or all of it",
+        "--region-state", action=argparse.BooleanOptionalAction, default=False,
+        help="with the search region: each object's state from its foreground in it, or all of it (default)",
     )  # fmt: skip
     parser.add_argument("--score", type=Path, metavar="PRED_DIR", help="score existing predictions instead")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video per sequence")

@@ -206,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--search-region", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
     )
     parser.add_argument(
-        "--region-state", action=argparse.BooleanOptionalAction, default=True, help="see Tracker (default: on)"
+        "--region-state", action=argparse.BooleanOptionalAction, default=False, help="see Tracker (default: off)"
     )
     parser.add_argument("--precision", default="auto", help="see Tracker.from_pretrained")
     parser.add_argument("--out", type=Path, default=Path("out/occlusion"))

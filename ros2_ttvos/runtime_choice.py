@@ -33,11 +33,16 @@ def auto_precision(backend: str, device: str, weights) -> str:
         return "fp32"
     cost = "its J&F cost is not measured for these weights"
     if weights is None and PRECISION_COSTS.is_file():
+        import hashlib
         import json
 
         measured = json.loads(PRECISION_COSTS.read_text())["bf16_vs_fp32"]
-        cost = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
-        cost = f"measured on the shipped weights ({measured['date']}): {cost}"
+        figures = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
+        shipped = hashlib.sha256((PRECISION_COSTS.parent / "ttvos_lite0.pt").read_bytes()).hexdigest()
+        if shipped.startswith(measured["weights_sha256"]):
+            cost = f"measured on the shipped weights ({measured['date']}): {figures}"
+        else:
+            cost = f"not measured for the shipped weights; on those before them ({measured['date']}): {figures}"
     LOG.info("precision auto: bf16 with OpenVINO (this CPU computes bf16 natively); %s", cost)
     return "bf16"
 

@@ -87,10 +87,11 @@ class Tracker:
         look-alikes elsewhere in view cannot take it over, and it follows only the main piece of
         a mask that has split (``main_component``); False: looked for everywhere. Chosen on the
         hold-out sequences (docs/accuracy.md).
-    region_state: with the search region, True (the default): each object's next state comes
-        from its foreground inside the region; False: from its whole foreground, the region
-        choosing only the labels and the confidence. False picks objects up again more often
-        when they come back from behind another, at more identity switches (docs/occlusion.md).
+    region_state: with the search region, False (the default): each object's next state comes
+        from its whole foreground, the region choosing only the labels and the confidence, the
+        way the network is trained; True: from its foreground inside the region. The form is
+        chosen per weights file on the hold-out (docs/occlusion.md); the shipped weights score
+        higher with False.
     """
 
     def __init__(
@@ -100,7 +101,7 @@ class Tracker:
         confidence_threshold: float = 0.5,
         hold_when_lost: str = "template",
         search_region: bool = True,
-        region_state: bool = True,
+        region_state: bool = False,
     ):
         if internal_size is not None and internal_size < SIZE_MULTIPLE:
             raise ValueError(f"internal_size must be at least {SIZE_MULTIPLE} or None, got {internal_size}")

@@ -4,7 +4,7 @@
 #                                                      # and the multi-object benchmark made from them
 #   scripts/weights-report.sh WEIGHTS OUT_DIR val       # report only, after the decision: DAVIS16 val
 # Each set is tracked at internal sizes 480, 360 and 240 (SIZES to change) with OpenVINO fp32 on
-# THREADS threads (default 2), with EVAL_FLAGS added to each ttvos-eval (e.g. --no-region-state:
+# THREADS threads (default 2), with EVAL_FLAGS added to each ttvos-eval (e.g. --region-state:
 # the form of the tracker to score these weights in); OUT_DIR/<set>-<size>/ keeps ttvos-eval's
 # output and OUT_DIR/<mode>.md the table (J&F, J, F, identity switches, lost and spilled frames,
 # frames lost on return after being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS

@@ -242,7 +242,8 @@ def test_runtime_parameters(node, ros_client):
     assert not result.successful and "must be one of" in result.reason
     assert set_param("search_region", False).successful  # looked for everywhere
     assert set_param("search_region", True).successful
-    assert set_param("region_state", False).successful  # state from the whole foreground
+    assert set_param("region_state", True).successful  # state from the foreground in the region
+    assert set_param("region_state", False).successful  # from the whole foreground (the default)
 
 
 def test_diagnostics(node, ros_client):

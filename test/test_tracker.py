@@ -63,14 +63,16 @@ def test_add_replace_remove_reset(tracker, clip):
 def test_batched_objects_equal_each_object_alone_until_they_compete(network, clip):
     """Each object is segmented on its own: on the first step (same states) the joint tracker's
     probabilities are the single trackers'; the labels are their merge. Afterwards each object's
-    state follows what it kept after the merge, so the joint tracker departs from the singles."""
+    state follows what it kept after the merge, so the joint tracker departs from the singles.
+    (The state from the region, whose foregrounds the step returns; from the whole foregrounds:
+    test_search_region.py.)"""
     frames, masks = clip
     two = two_object_mask(masks[0])
-    together = Tracker.from_model(network, device="cpu", internal_size=240)
+    together = Tracker.from_model(network, device="cpu", internal_size=240, region_state=True)
     together.add_objects(frames[0], two)
     alone = []
     for object_id in (1, 2):
-        single = Tracker.from_model(network, device="cpu", internal_size=240)
+        single = Tracker.from_model(network, device="cpu", internal_size=240, region_state=True)
         single.add_objects(frames[0], np.where(two == object_id, object_id, 0).astype(np.uint8))
         alone.append(single)
     joint = together.step(frames[1])
@@ -215,6 +217,28 @@ def test_cuda_agrees_with_the_cpu_and_fp16_stays_close():
         assert np.mean(results["cuda fp16"].labels == reference.labels) >= 0.99
         for object_id, confidence in reference.confidences.items():
             assert abs(results["cuda"].confidences[object_id] - confidence) < 1e-3
+
+
+def test_auto_precision_says_whose_bf16_cost_it_logs(monkeypatch, tmp_path, caplog):
+    """On a CPU with bf16 units, precision auto logs bf16's measured J&F cost as the shipped
+    weights' only when precision.json was measured on the file shipped now."""
+    import hashlib
+    import json
+
+    from ros2_ttvos import backends, runtime_choice
+
+    weights = tmp_path / "ttvos_lite0.pt"
+    weights.write_bytes(b"these weights")
+    costs = {"date": "2026-11-28", "jf": {"DAVIS16 val": {"fp32": 71.43, "bf16": 71.11}}}
+    monkeypatch.setattr(backends.OpenVinoBackend, "cpu_has_bf16", staticmethod(lambda: True))
+    monkeypatch.setattr(runtime_choice, "PRECISION_COSTS", tmp_path / "precision.json")
+    caplog.set_level("INFO")
+    for sha, said in ((hashlib.sha256(b"these weights").hexdigest()[:16], "measured on the shipped weights"),
+                      ("0123456789abcdef", "not measured for the shipped weights; on those before them")):  # fmt: skip
+        (tmp_path / "precision.json").write_text(json.dumps({"bf16_vs_fp32": {**costs, "weights_sha256": sha}}))
+        caplog.clear()
+        assert runtime_choice.auto_precision("openvino", "cpu", None) == "bf16"
+        assert f"{said} (2026-11-28): DAVIS16 val J&F 71.43 -> 71.11" in caplog.text
 
 
 def test_auto_backend_choice_per_device(monkeypatch):

@@ -55,10 +55,10 @@ PARAMETERS = {
         ),
     ),
     "region_state": (
-        True,
+        False,
         _descriptor(
-            "with search_region: true: each object's state follows its foreground inside the region; false: "
-            "all of its foreground (picks objects up more often after an occlusion, swaps identities more often)",
+            "with search_region: false: each object's state follows all of its foreground, as in training; true: "
+            "only its foreground inside the region (chosen per weights file on the hold-out)",
             runtime=True,
         ),
     ),
