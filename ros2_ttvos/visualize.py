@@ -117,20 +117,29 @@ def plot_run(run_dir: Path) -> Path:
     colors = _colors()
     for stage in dict.fromkeys(r["stage"] for r in checked):  # stages may check at different sizes
         points = [r for r in checked if r["stage"] == stage]
-        color = next(colors)  # one colour a stage: circles single objects, squares several
-        for key, name, marker in (("holdout_JF", "single", "o"), ("multi_JF", "multi-object", "s")):
+        color = next(colors)  # one colour (and one legend entry) a stage; the style says what was scored
+        for key, marker, line in (("holdout_JF", "o", "-"), ("multi_JF", "s", "--")):
             scored = [r for r in points if r.get(key)]
             if scored:
                 ax_jf.plot([int(r["step"]) for r in scored], [100 * float(r[key]) for r in scored],
-                           f"{marker}-" if key == "holdout_JF" else f"{marker}--", color=color,
-                           label=f"{stage}: {name}")  # fmt: skip
+                           f"{marker}{line}", color=color, label=stage if key == "holdout_JF" else None)  # fmt: skip
             raw = [r for r in points if r.get(f"raw_{key}")]  # averaging on: the trained weights too
             if raw:
                 values = [100 * float(r[f"raw_{key}"]) for r in raw]
-                ax_jf.plot([int(r["step"]) for r in raw], values, f"{marker}:", color=color, alpha=0.4,
-                           label=f"{stage}: {name}, trained weights (not averaged)")  # fmt: skip
+                ax_jf.plot([int(r["step"]) for r in raw], values, f"{marker}:", color=color, alpha=0.4)
+    from matplotlib.lines import Line2D
+
+    styles = [
+        Line2D([], [], color="grey", marker=marker, linestyle=line, alpha=alpha, label=label)
+        for marker, line, alpha, label in (
+            ("o", "-", 1.0, "single objects"),
+            ("s", "--", 1.0, "multi-object benchmark"),
+            ("o", ":", 0.4, "trained weights (not averaged)"),
+        )
+    ]
     ax_jf.set(xlabel="step", ylabel="J&F (%)", title="hold-out J&F (train sequences), per stage")
-    ax_jf.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")  # below: off the points
+    handles = ax_jf.get_legend_handles_labels()[0] + styles
+    ax_jf.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize="small")
     return _save(fig, run_dir / "curves.png")
 
 
