@@ -31,20 +31,26 @@ def auto_precision(backend: str, device: str, weights) -> str:
     if not (native and backends.OpenVinoBackend.cpu_has_bf16()):
         LOG.info("precision auto: fp32 (%s)", "CUDA" if on_gpu else f"backend {backend}, or no bf16 units on this CPU")
         return "fp32"
-    cost = "its J&F cost is not measured for these weights"
-    if weights is None and PRECISION_COSTS.is_file():
-        import hashlib
-        import json
-
-        measured = json.loads(PRECISION_COSTS.read_text())["bf16_vs_fp32"]
-        figures = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
-        shipped = hashlib.sha256((PRECISION_COSTS.parent / "ttvos_lite0.pt").read_bytes()).hexdigest()
-        if shipped.startswith(measured["weights_sha256"]):
-            cost = f"measured on the shipped weights ({measured['date']}): {figures}"
-        else:
-            cost = f"not measured for the shipped weights; on those before them ({measured['date']}): {figures}"
+    cost = (weights is None and shipped_bf16_cost()) or "its J&F cost is not measured for these weights"
     LOG.info("precision auto: bf16 with OpenVINO (this CPU computes bf16 natively); %s", cost)
     return "bf16"
+
+
+def shipped_bf16_cost() -> Optional[str]:
+    """bf16's J&F cost from ``weights/precision.json``, said to be the shipped weights' only if it
+    was measured on the file shipped now; None without the file or shipped weights."""
+    from ros2_ttvos.checkpoint import SHIPPED_WEIGHTS  # torch: the shipped weights are exported next anyway
+
+    if not (PRECISION_COSTS.is_file() and SHIPPED_WEIGHTS.is_file()):
+        return None
+    import hashlib
+    import json
+
+    measured = json.loads(PRECISION_COSTS.read_text())["bf16_vs_fp32"]
+    figures = ", ".join(f"{name} J&F {m['fp32']:.2f} -> {m['bf16']:.2f}" for name, m in measured["jf"].items())
+    if hashlib.sha256(SHIPPED_WEIGHTS.read_bytes()).hexdigest().startswith(measured["weights_sha256"]):
+        return f"measured on the shipped weights ({measured['date']}): {figures}"
+    return f"not measured for the shipped weights; on those before them ({measured['date']}): {figures}"
 
 
 def fastest_backend(device: str) -> str:

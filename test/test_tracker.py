@@ -225,13 +225,14 @@ def test_auto_precision_says_whose_bf16_cost_it_logs(monkeypatch, tmp_path, capl
     import hashlib
     import json
 
-    from ros2_ttvos import backends, runtime_choice
+    from ros2_ttvos import backends, checkpoint, runtime_choice
 
     weights = tmp_path / "ttvos_lite0.pt"
     weights.write_bytes(b"these weights")
     costs = {"date": "2026-11-28", "jf": {"DAVIS16 val": {"fp32": 71.43, "bf16": 71.11}}}
     monkeypatch.setattr(backends.OpenVinoBackend, "cpu_has_bf16", staticmethod(lambda: True))
     monkeypatch.setattr(runtime_choice, "PRECISION_COSTS", tmp_path / "precision.json")
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", weights)
     caplog.set_level("INFO")
     for sha, said in ((hashlib.sha256(b"these weights").hexdigest()[:16], "measured on the shipped weights"),
                       ("0123456789abcdef", "not measured for the shipped weights; on those before them")):  # fmt: skip
@@ -239,6 +240,10 @@ def test_auto_precision_says_whose_bf16_cost_it_logs(monkeypatch, tmp_path, capl
         caplog.clear()
         assert runtime_choice.auto_precision("openvino", "cpu", None) == "bf16"
         assert f"{said} (2026-11-28): DAVIS16 val J&F 71.43 -> 71.11" in caplog.text
+    weights.unlink()  # no shipped weights: no figures claimed for them
+    caplog.clear()
+    assert runtime_choice.auto_precision("openvino", "cpu", None) == "bf16"
+    assert "its J&F cost is not measured for these weights" in caplog.text
 
 
 def test_auto_backend_choice_per_device(monkeypatch):
