@@ -1,13 +1,14 @@
 """Choosing a run's checkpoint on the hold-out train sequences (never on DAVIS16 val).
 
 A check runs the tracker at the stage's ``holdout_internal_size`` (the run's when the stage sets
-none), with its search region unless ``holdout_search_region: false`` (and each object's state
-from its whole foreground with ``holdout_region_state: false``, run-wide or per stage: see
-``Tracker``), over the single-object hold-out sequences and, when ``data.multi_holdout`` is set,
-the multi-object benchmark made from them. ``selection`` is the mean of the two J&F (or the
-first alone). ``best.pt`` holds the weights with the highest selection (the moving average's or,
-where a check scores both, the trained weights'; ``best.json`` says which); when the protocol
-changes, ``best.pt`` is scored again the new way before it is compared.
+none), with its search region unless ``holdout_search_region: false`` (each object's state from
+its whole foreground, as the tracker's default, or from its region with ``holdout_region_state:
+true``, run-wide or per stage: see ``Tracker``), over the single-object hold-out sequences and,
+when ``data.multi_holdout`` is set, the multi-object benchmark made from them. ``selection`` is
+the mean of the two J&F (or the first alone). ``best.pt`` holds the weights with the highest
+selection (the moving average's or, where a check scores both, the trained weights';
+``best.json`` says which); when the protocol changes, ``best.pt`` is scored again the new way
+before it is compared.
 """
 
 import json
@@ -52,12 +53,14 @@ class HoldoutSelection:
     def protocol(self, stage: Dict[str, Any]) -> Dict[str, Any]:
         """How the check of ``stage`` runs the tracker: its internal size and search region (with
         the gap of its main-piece rule, so that a change of the rule scores ``best.pt`` again, and
-        ``region_state: False`` when the state comes from the whole foregrounds)."""
+        its ``region_state``; a protocol recorded without one, by an older trainer, had the state
+        from the region)."""
         size = int(stage.get("holdout_internal_size", self.config.get("holdout_internal_size", 240)))
         region = bool(self.config.get("holdout_search_region", True))
-        whole = region and not stage.get("holdout_region_state", self.config.get("holdout_region_state", True))
-        protocol = {"internal_size": size, "search_region": region, **({"main_piece_gap": GAP} if region else {})}
-        return {**protocol, **({"region_state": False} if whole else {})}
+        if not region:
+            return {"internal_size": size, "search_region": False}
+        region_state = bool(stage.get("holdout_region_state", self.config.get("holdout_region_state", False)))
+        return {"internal_size": size, "search_region": True, "main_piece_gap": GAP, "region_state": region_state}
 
     def scores(self, model: torch.nn.Module, protocol: Dict[str, Any]) -> Dict[str, float]:
         """Hold-out J&F (single objects), the multi-object benchmark's when configured, and

@@ -36,6 +36,17 @@ def overlay(image: np.ndarray, labels: np.ndarray, confidences: Optional[Dict[in
     return out
 
 
+def clip_sheet(frames: np.ndarray, labels: np.ndarray, columns: int = 6) -> np.ndarray:
+    """A batch as one image: a row per clip (frames (B, T, H, W, 3) RGB, labels (B, T, H, W)) of
+    ``columns`` frames spread over the clip, first and last among them, labels overlaid."""
+    rows = []
+    for clip_frames, clip_labels in zip(frames, labels, strict=True):
+        picks = np.linspace(0, len(clip_frames) - 1, min(columns, len(clip_frames))).round().astype(int)
+        rows.append(np.concatenate([overlay(clip_frames[i], clip_labels[i]) for i in picks], axis=1))
+    width = max(row.shape[1] for row in rows)
+    return np.concatenate([np.pad(row, ((0, 4), (0, width - row.shape[1]), (0, 0))) for row in rows])
+
+
 class VideoWriter:
     """MP4 writer for RGB frames (size taken from the first frame)."""
 

@@ -2,16 +2,18 @@
 # The figures a weights file is shipped on and with (issue #18 item 5; ros2_ttvos/weights/MODEL_CARD.md).
 #   scripts/weights-report.sh WEIGHTS OUT_DIR holdout   # decide on these: the hold-out train sequences
 #                                                      # and the multi-object benchmark made from them
+#   scripts/weights-report.sh WEIGHTS OUT_DIR crowd     # the hold-out sequences' objects among copies
+#                                                      # of themselves (ttvos-data multi --crowd)
 #   scripts/weights-report.sh WEIGHTS OUT_DIR val       # report only, after the decision: DAVIS16 val
 # Each set is tracked at internal sizes 480, 360 and 240 (SIZES to change) with OpenVINO fp32 on
 # THREADS threads (default 2), with EVAL_FLAGS added to each ttvos-eval (e.g. --region-state:
 # the form of the tracker to score these weights in); OUT_DIR/<set>-<size>/ keeps ttvos-eval's
 # output and OUT_DIR/<mode>.md the table (J&F, J, F, identity switches, lost and spilled frames,
 # frames lost on return after being hidden, FPS). WEIGHTS "shipped" means the weights in the package. Data: TRAIN_DAVIS
-# (~/data/DAVIS), MULTI (~/data/multi-holdout), VAL_DAVIS (../shared/data/DAVIS).
+# (~/data/DAVIS), MULTI (~/data/multi-holdout), CROWD (~/data/crowd-holdout), VAL_DAVIS (../shared/data/DAVIS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: scripts/weights-report.sh WEIGHTS|shipped OUT_DIR holdout|val"
+usage="usage: scripts/weights-report.sh WEIGHTS|shipped OUT_DIR holdout|crowd|val"
 weights=${1:?$usage}
 out=${2:?$usage}
 mode=${3:?$usage}
@@ -22,6 +24,7 @@ holdout=$(.venv/bin/python -c 'import yaml; print(",".join(yaml.safe_load(open("
 case $mode in
   holdout) sets=("single|--davis ${TRAIN_DAVIS:-$HOME/data/DAVIS} --split train --sequences $holdout"
                  "multi|--davis ${MULTI:-$HOME/data/multi-holdout} --year 2017 --split val") ;;
+  crowd) sets=("crowd|--davis ${CROWD:-$HOME/data/crowd-holdout} --year 2017 --split val") ;;
   val) sets=("val|--davis ${VAL_DAVIS:-../shared/data/DAVIS} --year 2016 --split val") ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac

@@ -1,8 +1,9 @@
-"""Composed training clips: a target hidden behind a panel comes out again, its labels exact."""
+"""Composed training clips: a target hidden behind a panel comes out again, a look-alike of a
+target passes through, and the labels stay exact."""
 
 import numpy as np
 
-from ros2_ttvos.data.composite import CutOut, hide_behind
+from ros2_ttvos.data.composite import CutOut, add_look_alike, hide_behind
 from ros2_ttvos.metrics import BACK, HIDDEN
 
 
@@ -46,3 +47,30 @@ def test_short_clips_are_left_as_they_are():
     hidden_frames, hidden_labels = hide_behind((frames, labels), np.random.default_rng(0), striped_cut)
     np.testing.assert_array_equal(hidden_frames, frames)
     np.testing.assert_array_equal(hidden_labels, labels)
+
+
+def reddish(frames: np.ndarray) -> np.ndarray:
+    """Pixels of target 1's colour, give or take the look-alike's colour change."""
+    red, green, blue = (frames[..., c].astype(int) for c in range(3))
+    return (red > 150) & (green < 45) & (blue < 45)
+
+
+def test_a_look_alike_of_a_target_passes_as_background_in_front_of_the_targets_or_behind_them():
+    frames, labels = two_targets(12)
+    fronts = behinds = copies_of_target_1 = 0
+    for seed in range(30):
+        copied_frames, copied_labels = add_look_alike((frames, labels), np.random.default_rng(seed))
+        assert copied_frames.shape == frames.shape and copied_labels.dtype == np.uint8
+        changed = copied_labels != labels
+        assert (copied_labels[changed] == 0).all()  # the copy takes labels away and gives none
+        kept = labels > 0
+        if changed.any():
+            fronts += 1  # it covered a target somewhere: it passed in front
+        elif ((copied_frames != frames).any(axis=-1) & kept).any():
+            raise AssertionError("a copy behind the targets changed their pixels")
+        else:
+            behinds += 1
+        copies_of_target_1 += (reddish(copied_frames) & (copied_labels == 0)).sum() > 20
+    assert fronts >= 5 and behinds >= 5
+    assert copies_of_target_1 >= 5  # unlabelled pixels of target 1's colour: its look-alike
+    assert not (reddish(frames) & (labels == 0)).any()  # none in the clip before

@@ -72,3 +72,22 @@ def test_the_benchmark_is_made_from_the_given_sequences_deterministically(tiny_c
     header = (out / "per_sequence.csv").read_text().splitlines()[0]
     assert all(name in header for name in metrics.FAILURE_COLUMNS)
     assert Path(out / "seq-b-multi0" / "00000.png").is_file()
+
+
+def test_the_crowd_form_keeps_each_sequences_object_alone_among_copies_of_itself(tiny_config, tmp_path):
+    davis_root = tiny_config["data"]["davis_root"]
+    out = tmp_path / "crowd"
+    args = ["multi", "--davis", davis_root, "--sequences", "seq-b", "--variants", "2", "--crowd", "--out", str(out)]
+    assert data_main(args) == 0
+    described = json.loads((out / "benchmark.json").read_text())
+    assert described["crowd"] and [s["targets"] for s in described["sequences"]] == [1, 1]
+    source = Davis(Path(davis_root), 2016, resolution="480p", sequences=["seq-b"]).sequence("seq-b")
+    composed = list(Davis(out, 2017, "val", "480p"))
+    assert [s.name for s in composed] == ["seq-b-crowd0", "seq-b-crowd1"]
+    for sequence in composed:
+        for index in range(len(source)):
+            labels = sequence.mask(index)
+            assert set(np.unique(labels).tolist()) <= {0, 1}  # the one target; its copies are background
+            assert not (labels.astype(bool) & ~source.mask(index).astype(bool)).any()  # copies only cover it
+        changed = [np.abs(sequence.image(i).astype(int) - source.image(i)).mean() > 2 for i in range(len(source))]
+        assert any(changed)  # the copies are in the frames

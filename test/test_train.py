@@ -4,12 +4,15 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ros2_ttvos import checkpoint
 from ros2_ttvos.data.batches import BatchSampler
+from ros2_ttvos.data_cli import main as data_main
 from ros2_ttvos.demo import sample_clip
 from ros2_ttvos.evaluate import evaluate_sequences
 from ros2_ttvos.main_component import GAP
@@ -18,7 +21,7 @@ from ros2_ttvos.schedule import learning_rate, load_config
 from ros2_ttvos.selection import HoldoutSelection
 from ros2_ttvos.tracker import Tracker
 from ros2_ttvos.train import Trainer
-from ros2_ttvos.visualize import plot_run, plot_runs_compared
+from ros2_ttvos.visualize import clip_sheet, plot_run, plot_runs_compared
 
 
 def read_log(run_dir: Path):
@@ -142,27 +145,47 @@ def test_batches_are_a_function_of_the_step_whether_drawn_ahead_or_not(tiny_conf
         assert (labels[:, 0] == k).any(axis=(1, 2)).all()
 
 
-def test_a_stage_can_hide_targets_behind_panels_and_stages_without_it_keep_their_clips(tiny_config):
+def test_stages_can_hide_targets_or_add_look_alikes_and_stages_without_them_keep_their_clips(tiny_config):
     """hide: a share of clips in which a panel sweeps over a target (data.composite.hide_behind);
-    a stage without it (or with 0) draws exactly the clips of a sampler that cannot hide, so a
-    resumed run's earlier stages keep their clips."""
+    look_alike: a share through which a copy of a target passes (add_look_alike). A stage without
+    them (or with 0) draws exactly the clips of a sampler that can do neither, so a resumed run's
+    earlier stages keep their clips."""
 
-    class CannotHide(BatchSampler):
-        _clip = BatchSampler._unhidden_clip
+    class CannotChangeClips(BatchSampler):
+        _clip = BatchSampler._composed_clip
 
     stage = {**tiny_config["stages"][0], "objects": [2, 2], "frames": 8}
     sampler = Trainer(tiny_config).batches.sampler
-    never = CannotHide(sampler.clips, sampler.stills, 0.3, tiny_config["seed"])
+    never = CannotChangeClips(sampler.clips, sampler.stills, 0.3, tiny_config["seed"])
     plain = [sampler.batch(stage, step, (64, 96)) for step in range(3)]
     for step, (frames, labels) in enumerate(plain):
-        for unhidden in (sampler.batch({**stage, "hide": 0.0}, step, (64, 96)), never.batch(stage, step, (64, 96))):
-            np.testing.assert_array_equal(unhidden[0], frames)
-            np.testing.assert_array_equal(unhidden[1], labels)
-    hidden = [sampler.batch({**stage, "hide": 1.0}, step, (64, 96))[1] for step in range(3)]
-    for labels, (_, plain_labels) in zip(hidden, plain, strict=True):
-        np.testing.assert_array_equal(labels[:, 0], plain_labels[:, 0])  # the first masks whole
-        assert ((labels == plain_labels) | (labels == 0)).all()  # a panel only takes labels away
-    assert any(not np.array_equal(labels, p[1]) for labels, p in zip(hidden, plain, strict=True))
+        for unchanged in (
+            sampler.batch({**stage, "hide": 0.0, "look_alike": 0.0}, step, (64, 96)),
+            never.batch(stage, step, (64, 96)),
+        ):
+            np.testing.assert_array_equal(unchanged[0], frames)
+            np.testing.assert_array_equal(unchanged[1], labels)
+    for change in ("hide", "look_alike"):
+        changed = [sampler.batch({**stage, change: 1.0}, step, (64, 96)) for step in range(3)]
+        for (_, labels), (_, plain_labels) in zip(changed, plain, strict=True):
+            assert ((labels == plain_labels) | (labels == 0)).all()  # labels only taken away
+            if change == "hide":
+                np.testing.assert_array_equal(labels[:, 0], plain_labels[:, 0])  # the first masks whole
+        assert any(not np.array_equal(c[0], p[0]) for c, p in zip(changed, plain, strict=True))
+
+
+def test_ttvos_data_clips_shows_a_stages_first_batches_as_the_trainer_draws_them(tiny_config, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    sheet = tmp_path / "sheet.png"
+    assert data_main(["clips", "--config", str(config), "--stage", "main", "--batches", "2", "--out", str(sheet)]) == 0
+    main = tiny_config["stages"][1]  # its first step is the first stage's length
+    sampler = Trainer(tiny_config).batches.sampler
+    drawn = [sampler.batch(main, tiny_config["stages"][0]["steps"] + step, tiny_config["size"]) for step in range(2)]
+    expected = np.concatenate([clip_sheet(*batch) for batch in drawn])
+    np.testing.assert_array_equal(cv2.imread(str(sheet))[:, :, ::-1], expected)
+    assert expected.shape[0] == 2 * main["batch"] * (tiny_config["size"][0] + 4)  # a row a clip
+    assert data_main(["clips", "--config", str(config), "--stage", "nope", "--out", str(sheet)]) == 1
 
 
 def test_a_larger_batch_counts_as_that_many_steps_of_the_schedule(tiny_config):
@@ -219,7 +242,12 @@ def test_best_checkpoint_is_compared_at_the_stage_hold_out_size(tiny_config):
         Tracker.from_model(best, "cpu", internal_size=96), trainer.holdout, lambda: tracked.append(1)
     )
     assert len(tracked) == len(trainer.holdout)  # called after each sequence
-    assert trainer.selection.best_protocol == {"internal_size": 96, "search_region": True, "main_piece_gap": GAP}
+    assert trainer.selection.best_protocol == {
+        "internal_size": 96,
+        "search_region": True,
+        "main_piece_gap": GAP,
+        "region_state": False,
+    }
     assert json.loads((trainer.run_dir / "best.json").read_text())["internal_size"] in (64, 96)
     assert trainer.selection.best_jf == pytest.approx(rescored["JF_mean"], abs=1e-9)
 
@@ -238,23 +266,35 @@ def test_a_run_checked_without_the_search_region_scores_best_again_with_it(tiny_
     resumed = Trainer({**tiny_config, "holdout_every": 3})
     assert resumed.resume() and resumed.selection.best_protocol == {"internal_size": 64, "search_region": False}
     resumed.run(max_steps=3)
-    assert resumed.selection.best_protocol == {"internal_size": 64, "search_region": True, "main_piece_gap": GAP}
+    assert resumed.selection.best_protocol == {
+        "internal_size": 64,
+        "search_region": True,
+        "main_piece_gap": GAP,
+        "region_state": False,
+    }
     assert "scored again" in caplog.text
     assert json.loads((resumed.run_dir / "best.json").read_text())["search_region"] is True
 
 
-def test_a_stage_checked_with_the_state_from_the_whole_foregrounds_scores_best_again_that_way(tiny_config, caplog):
+def test_a_stage_checked_with_the_state_from_the_region_scores_best_again_that_way(tiny_config, caplog):
     trainer = Trainer({**tiny_config, "holdout_every": 3})
     trainer.run(max_steps=3)
-    assert "region_state" not in trainer.selection.best_protocol  # the default: the state from the region
+    assert trainer.selection.best_protocol["region_state"] is False  # the default, as the tracker's
     caplog.set_level("INFO")
-    resumed = Trainer({**tiny_config, "holdout_every": 3, "holdout_region_state": False})
+    resumed = Trainer({**tiny_config, "holdout_every": 3, "holdout_region_state": True})
     assert resumed.resume()
     resumed.run(max_steps=3)
     assert "scored again" in caplog.text
-    protocol = resumed.selection.best_protocol
-    assert protocol["region_state"] is False
-    assert json.loads((resumed.run_dir / "best.json").read_text())["region_state"] is False
+    assert resumed.selection.best_protocol["region_state"] is True
+    assert json.loads((resumed.run_dir / "best.json").read_text())["region_state"] is True
+
+
+def test_a_protocol_recorded_without_its_state_form_had_the_state_from_the_region(tmp_path):
+    """Older trainers wrote ``region_state`` only for the whole-foreground form."""
+    model = checkpoint.build_model(checkpoint.load(checkpoint.SHIPPED_WEIGHTS)).eval()
+    selection = HoldoutSelection({}, tmp_path, torch.device("cpu"), [sample_clip()], [])
+    older = {"internal_size": 240, "search_region": True, "main_piece_gap": GAP}
+    assert selection.scores(model, older) == selection.scores(model, {**older, "region_state": True})
 
 
 def test_a_check_scores_the_tracker_in_the_form_its_protocol_names(tmp_path):
@@ -263,7 +303,7 @@ def test_a_check_scores_the_tracker_in_the_form_its_protocol_names(tmp_path):
     selection = HoldoutSelection({}, tmp_path, torch.device("cpu"), [sample_clip()], [])
     jf = {}
     for region_state in (True, False):
-        protocol = {"internal_size": 240, "search_region": True, **({} if region_state else {"region_state": False})}
+        protocol = {"internal_size": 240, "search_region": True, "main_piece_gap": GAP, "region_state": region_state}
         tracker = Tracker.from_model(model, "cpu", internal_size=240, region_state=region_state)
         jf[region_state] = evaluate_sequences(tracker, [sample_clip()])["JF_mean"]
         assert selection.scores(model, protocol)["selection"] == pytest.approx(jf[region_state], abs=1e-9)

@@ -56,6 +56,23 @@ def test_holdout_report_tabulates_each_set_and_the_selection_from_ttvos_eval(tin
         assert f"selection at {size}: {50 * sum(scores):.2f}" in table.splitlines()
 
 
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "ttvos-eval").exists(), reason="the script runs .venv's ttvos-eval")
+def test_crowd_report_scores_the_crowd_form_of_the_benchmark(tiny_config, tmp_path):
+    pytest.importorskip("openvino")
+    crowd = tmp_path / "crowd"
+    made = ["multi", "--davis", tiny_config["data"]["davis_root"], "--sequences", "seq-b", "--variants", "1", "--crowd"]
+    assert data_main([*made, "--out", str(crowd)]) == 0
+    env = {**os.environ, "SIZES": "64", "THREADS": "1", "CROWD": str(crowd)}
+    out = tmp_path / "report"
+    done = subprocess.run([str(SCRIPT), "shipped", str(out), "crowd"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.strip("| ").split(" | ") for line in (out / "crowd.md").read_text().splitlines() if "| crowd" in line]
+    summary = json.loads((out / "crowd-64" / "summary.json").read_text())
+    assert [(row[0], row[1]) for row in rows] == [("crowd", "64")] and summary["n_objects"] == 1
+    assert float(rows[0][2]) == pytest.approx(100 * summary["JF_mean"], abs=0.005)
+
+
 def test_an_unknown_set_is_refused_with_the_usage(tmp_path):
     done = subprocess.run([str(SCRIPT), "shipped", str(tmp_path), "train"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "usage: scripts/weights-report.sh" in done.stderr

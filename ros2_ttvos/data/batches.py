@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ros2_ttvos.data.clips import DAVIS_ZOOM, DavisClips, StillImages, synthetic_clip
-from ros2_ttvos.data.composite import cut_out_sampler, hide_behind, multi_object_clip
+from ros2_ttvos.data.composite import add_look_alike, cut_out_sampler, hide_behind, multi_object_clip
 
 Batch = Tuple[np.ndarray, np.ndarray]  # frames (B, T, H, W, 3) uint8 RGB, labels (B, T, H, W) uint8
 
@@ -24,8 +24,9 @@ class BatchSampler:
     ``objects: [min, max]`` targets per clip (one count per batch); ``frames``: the clip length,
     or ``[min, max]`` (one length per batch); single-target clips get pasted cut-outs with
     probability ``paste`` (always when there are several targets); ``zoom: [min, max]``: the scale
-    range of the DAVIS clips (``DavisClips.clip``); ``hide``: the share of clips in which one target
-    passes behind a panel and comes out again (``hide_behind``)."""
+    range of the DAVIS clips (``DavisClips.clip``); ``look_alike``: the share of clips through which
+    a copy of one of their targets passes (``add_look_alike``); ``hide``: the share of clips in
+    which one target passes behind a panel and comes out again (``hide_behind``)."""
 
     def __init__(
         self,
@@ -50,12 +51,18 @@ class BatchSampler:
         return self.stills.sample(rng)
 
     def _clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
-        clip = self._unhidden_clip(stage, size, targets, rng)  # drawn first: stages without hide keep their clips
+        # The clip is drawn first, and the look-alike's draws are made only in stages that have
+        # them: stages without look_alike or hide keep the clips they had before those existed.
+        clip = self._composed_clip(stage, size, targets, rng)
+        look_alike = stage.get("look_alike", 0.0)
+        if clip is not None and look_alike > 0 and rng.random() < look_alike:
+            clip = add_look_alike(clip, rng)
         if clip is not None and rng.random() < stage.get("hide", 0.0):
             return hide_behind(clip, rng, self.sample_cut)
         return clip
 
-    def _unhidden_clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
+    def _composed_clip(self, stage: Dict[str, Any], size: Tuple[int, int], targets: int, rng: np.random.Generator):
+        """A scene clip with its targets, pasted ones among them, before look-alikes and panels."""
         if rng.random() < stage["synthetic"]:
             scene = synthetic_clip(self._sample_still, rng, stage["frames"], size)
         else:

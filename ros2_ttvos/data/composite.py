@@ -8,8 +8,10 @@ it with their own position, speed, scale change and depth, some of them targets,
 distractors, a distractor sometimes a copy of a target (the same kind of thing). A cut-out may
 change depth half way (it passes behind another instead of in front) and its path may start or
 end outside the view. Training (``ttvos-train``) and the multi-object benchmark
-(``ttvos-data multi``) are both made with ``compose``. ``hide_behind`` sweeps an opaque panel
-over one target of a training clip, so that the target is hidden for a few frames and comes back.
+(``ttvos-data multi``) are both made with ``compose``. Two more changes of a training clip:
+``add_look_alike`` sends a copy of one of its targets through it (another of the herd), and
+``hide_behind`` sweeps an opaque panel over one target, so that it is hidden for a few frames and
+comes back.
 """
 
 from dataclasses import dataclass
@@ -187,19 +189,48 @@ def multi_object_clip(
         sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames), max_travel), first_label + offset))
         anchor = sprites[-1].path.start if anchor is None or rng.random() < 0.5 else anchor
     for _ in range(int(rng.integers(0, max_distractors + 1))):
-        if cuts and rng.random() < 0.5:  # the same kind of thing as a target, its colours a little off
-            cut = cuts[int(rng.integers(len(cuts)))]
-            cut = cut.flipped() if rng.random() < 0.5 else cut
-            gain = rng.uniform(0.85, 1.15, size=3)
-            cut = CutOut(np.clip(cut.image * gain, 0, 255).astype(np.uint8), cut.alpha)
-        else:
-            cut = sample_cut(rng)
+        same_kind = cuts and rng.random() < 0.5  # the same kind of thing as a target
+        cut = _look_alike(cuts[int(rng.integers(len(cuts)))], rng) if same_kind else sample_cut(rng)
         sprites.append(Sprite(cut, random_path(rng, cut, size, anchor, len(frames), max_travel), 0))
     out_frames, labels = compose((frames, masks), 1 if scene_is_target else 0, sprites)
     visible = [(labels[0] == k).mean() for k in range(1, targets + 1)]
     if min(visible) < MIN_VISIBLE:
         return None
     return out_frames, labels
+
+
+def _look_alike(cut: CutOut, rng: np.random.Generator) -> CutOut:
+    """``cut`` mirrored half of the time, its colours a little off: another of the same kind."""
+    cut = cut.flipped() if rng.random() < 0.5 else cut
+    gain = rng.uniform(0.85, 1.15, size=3)
+    return CutOut(np.clip(cut.image * gain, 0, 255).astype(np.uint8), cut.alpha)
+
+
+def add_look_alike(clip: Clip, rng: np.random.Generator, max_travel: Optional[float] = None) -> Clip:
+    """``clip`` with a look-alike of one of its targets passing through it as a distractor.
+
+    The target is cut from one of the clip's own frames (``_look_alike``), so that the copy is of
+    the scene's object too, not only of pasted cut-outs, like another camel of a herd or another
+    dancer of a troupe, and moves on a path of its own (``random_path``), most often across the
+    target's. It passes
+    in front of every target half of the time and behind them the other half. Labels stay exact: the
+    copy is background (0). Returned unchanged when the drawn target shows under 64 pixels on the
+    drawn frame."""
+    frames, labels = clip
+    target = int(rng.integers(1, int(labels[0].max()) + 1))
+    index = int(rng.integers(len(frames)))
+    cut = CutOut.from_mask(frames[index], labels[index] == target)
+    if cut is None:
+        return clip
+    ys, xs = np.nonzero(labels[0] == target)
+    anchor = np.array([xs.mean(), ys.mean()]) if len(ys) else None
+    path = random_path(rng, cut, labels.shape[1:3], anchor, len(frames), max_travel)
+    copied_frames, copied_labels = compose(clip, 1, [Sprite(_look_alike(cut, rng), path, 0)])
+    if rng.random() < 0.5:  # behind the targets: it shows only over the background
+        in_front = labels > 0
+        copied_frames = np.where(in_front[..., None], frames, copied_frames)
+        copied_labels = np.where(in_front, labels, copied_labels)
+    return copied_frames, copied_labels
 
 
 def hide_behind(clip: Clip, rng: np.random.Generator, sample_cut: CutOutSampler) -> Clip:
