@@ -305,6 +305,12 @@ class Tracker:
         self._ids = [self._ids[slot] for slot in keep]
         self._state = None if not keep else ObjectState(*(a[keep] for a in self._state))
 
+    @property
+    def state(self) -> Optional[ObjectState]:
+        """Every object's state, rows in the order of ``object_ids`` (None with no objects); what
+        the next ``step`` starts from. Read it, do not change it."""
+        return self._state
+
     def state_nbytes(self) -> int:
         """Bytes held by the per-object state (fixed for a given frame size and object count)."""
         return 0 if self._state is None else sum(a.nbytes for a in self._state)

@@ -62,6 +62,6 @@ def test_the_tracker_keeps_the_main_piece_in_its_state_with_the_region_only(clip
         tracker.search_region = region
         tracker.add_objects(image, both)
         tracker.step(image)
-        newest = tracker._state.hist[0, NEWEST_FOREGROUND] > 0.5
+        newest = tracker.state.hist[0, NEWEST_FOREGROUND] > 0.5
         pieces[region] = cv2.connectedComponents(newest.astype(np.uint8))[0] - 1
     assert pieces == {True: 1, False: 2}

@@ -82,7 +82,7 @@ def test_batched_objects_equal_each_object_alone_until_they_compete(network, cli
     expected = cv2.resize(merged, frames[1].shape[1::-1], interpolation=cv2.INTER_NEAREST)
     assert np.mean(joint.labels == expected) > 0.999
     kept = merge_objects(torch.from_numpy(separate)).unsqueeze(1)
-    newest = together._state[0][:, -1]  # each object's newest foreground heatmap
+    newest = together.state[0][:, -1]  # each object's newest foreground heatmap
     np.testing.assert_allclose(newest, heatmap_at_stride(kept, 8)[:, 1].numpy(), atol=1e-4)
 
 
@@ -94,7 +94,7 @@ def test_state_size_is_fixed_over_the_stream(network, clip):
     for index in range(1, 501):
         tracker.step(frames[index % len(frames)])
         if index in (10, 500):
-            sizes[index] = (tracker.state_nbytes(), [tuple(t.shape) for t in tracker._state])
+            sizes[index] = (tracker.state_nbytes(), [tuple(t.shape) for t in tracker.state])
     assert sizes[10] == sizes[500] and sizes[10][0] > 0
 
 
@@ -106,15 +106,15 @@ def test_lost_objects_hold_what_the_policy_names(network, clip, policy, kept):
     frames, masks = clip
     tracker = Tracker.from_model(network, "cpu", internal_size=96, confidence_threshold=1.0, hold_when_lost=policy)
     tracker.add_objects(frames[0], masks[0])
-    before = tracker._state
+    before = tracker.state
     tracker.step(frames[1])  # confidence < 1.0: the object is lost
     for name in ("hist", "st", "lt", "area"):
-        same = np.array_equal(getattr(tracker._state, name), getattr(before, name))
+        same = np.array_equal(getattr(tracker.state, name), getattr(before, name))
         assert same == (name in kept), name
     tracker.confidence_threshold = 0.0  # never lost: everything follows the frame
-    before = tracker._state
+    before = tracker.state
     tracker.step(frames[2])
-    assert not any(np.array_equal(a, b) for a, b in zip(tracker._state[:3], before[:3], strict=True))
+    assert not any(np.array_equal(a, b) for a, b in zip(tracker.state[:3], before[:3], strict=True))
     with pytest.raises(ValueError, match="hold_when_lost"):
         Tracker.from_model(network, "cpu", hold_when_lost="forever")
 
