@@ -209,13 +209,12 @@ def _look_alike(cut: CutOut, rng: np.random.Generator) -> CutOut:
 def add_look_alike(clip: Clip, rng: np.random.Generator, max_travel: Optional[float] = None) -> Clip:
     """``clip`` with a look-alike of one of its targets passing through it as a distractor.
 
-    The target is cut from one of the clip's own frames (``_look_alike``), so that the copy is of
-    the scene's object too, not only of pasted cut-outs, like another camel of a herd or another
-    dancer of a troupe, and moves on a path of its own (``random_path``), most often across the
-    target's. It passes
-    in front of every target half of the time and behind them the other half. Labels stay exact: the
-    copy is background (0). Returned unchanged when the drawn target shows under 64 pixels on the
-    drawn frame."""
+    The copy is cut from one of the clip's own frames, so that the scene's own object gets
+    look-alikes too (another camel of a herd, another dancer of a troupe), not only pasted
+    cut-outs; its colours are a little off (``_look_alike``). It moves on a path of its own
+    (``random_path``), most often across the target's, in front of every target half of the time
+    and behind them the other half. Labels stay exact: the copy is background (0). Returned
+    unchanged when the drawn target shows under 64 pixels on the drawn frame."""
     frames, labels = clip
     target = int(rng.integers(1, int(labels[0].max()) + 1))
     index = int(rng.integers(len(frames)))

@@ -6,8 +6,8 @@ sequences' frames (another sequence's object, or the same object from a distant 
 look-alike), moving over it on their own paths, crossing and occluding each other, entering and
 leaving the view, among distractors (``data.composite``). Its crowd form (``crowd=True``) keeps
 each sequence's own object as the one target, among two or three copies of it cut from the
-sequence's own frames (``add_look_alike``): what spills onto look-alikes. Written in the DAVIS 2017 layout
-(palette PNGs, ``ImageSets/2017/val.txt``) so that ``ttvos-eval --year 2017`` scores it. Nothing
+sequence's own frames (``add_look_alike``): what spills onto look-alikes. Written in the DAVIS
+2017 layout (palette PNGs, ``ImageSets/2017/val.txt``) so that ``ttvos-eval --year 2017`` scores it. Nothing
 here comes from DAVIS16 val, and the cut-outs come from the hold-out sequences only: the
 benchmark is as unseen by training as the hold-out sequences themselves. Deterministic from its
 seed.
