@@ -141,7 +141,7 @@ def plot_run(run_dir: Path) -> Path:
     from matplotlib.lines import Line2D
 
     styles = [
-        Line2D([], [], color="grey", marker=marker, linestyle=line, alpha=alpha, label=label)
+        Line2D([], [], color="black", marker=marker, linestyle=line, alpha=alpha, label=label)  # no stage's colour
         for marker, line, alpha, label in (
             ("o", "-", 1.0, "single objects"),
             ("s", "--", 1.0, "multi-object benchmark"),
